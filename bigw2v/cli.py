@@ -1,0 +1,284 @@
+"""The ``bigw2v`` command line: argument parsing and printing only.
+
+Exit codes: 0 done; 2 bad command line (argparse); 64 bad option values;
+65 unusable input data; 66 missing input; 73 cannot write output;
+74 I/O failure (e.g. disk full); 75 locked by another run; 1 anything else
+(a bug: please report it); 130 interrupted.
+"""
+
+import argparse
+import errno
+import json
+import os
+import sys
+import traceback
+
+from .errors import Bigw2vError
+
+EPILOG_EXIT_CODES = """exit codes: 0 done, 2 bad command line, 64 bad option value,
+65 unusable input, 66 missing input, 73 cannot write output, 74 I/O error
+(e.g. disk full), 75 locked by another run, 130 interrupted, 1 internal error"""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
+    return value
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bigw2v",
+        description="Train word2vec embeddings on very large text, in two passes: "
+                    "`bigw2v count` builds the vocabulary, `bigw2v train` trains.",
+        epilog=EPILOG_EXIT_CODES)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "count", help="pass 1: count the vocabulary of a corpus into a workdir",
+        description="Stream the corpus and count every word exactly into Parquet shards in "
+                    "WORKDIR, then write WORKDIR/vocab.parquet (words with at least "
+                    "--min-count occurrences, most frequent first) and a manifest. Memory "
+                    "stays bounded however many distinct words there are. A word is a run of "
+                    "bytes other than space, tab, CR and LF; a newline ends a sentence.",
+        epilog=EPILOG_EXIT_CODES)
+    p.add_argument("corpus", nargs="+", metavar="CORPUS",
+                   help="text files, directories (read recursively) or - for stdin; "
+                        ".gz .bz2 .xz .zst are decompressed")
+    p.add_argument("-o", "--output", required=True, metavar="WORKDIR",
+                   help="directory for the counts (created if missing)")
+    p.add_argument("--min-count", type=_positive_int, default=5,
+                   help="smallest count a word needs to enter vocab.parquet (default 5)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="worker processes (default: all cores)")
+    _add_output_flags(p)
+
+    p = sub.add_parser(
+        "train", help="pass 2: train vectors on a counted workdir",
+        description="Encode the counted corpus to token IDs (cached in WORKDIR) and train "
+                    "word2vec into MODELDIR. Defaults are the original C tool's.",
+        epilog=EPILOG_EXIT_CODES)
+    p.add_argument("workdir", metavar="WORKDIR", help="a directory made by `bigw2v count`")
+    p.add_argument("-o", "--output", required=True, metavar="MODELDIR",
+                   help="directory for the model (created if missing)")
+    p.add_argument("--model", choices=("sg", "cbow"), default="sg",
+                   help="skip-gram or continuous bag of words (default sg)")
+    p.add_argument("--dim", type=_positive_int, default=100, help="vector size (default 100)")
+    p.add_argument("--window", type=_positive_int, default=5,
+                   help="maximum context reach each side; each word draws 1..window (default 5)")
+    p.add_argument("--negative", type=_nonnegative_int, default=5,
+                   help="noise words per window for negative sampling, 0 for none (default 5)")
+    p.add_argument("--hs", action="store_true",
+                   help="hierarchical softmax (with --negative 0 for HS alone)")
+    p.add_argument("--sample", type=_float, default=1e-3,
+                   help="subsampling threshold for frequent words, 0 for none (default 1e-3)")
+    p.add_argument("--epochs", "--iter", type=_positive_int, default=5,
+                   help="passes over the corpus (default 5)")
+    p.add_argument("--alpha", type=_float, default=None,
+                   help="starting learning rate (default 0.025 sg, 0.05 cbow)")
+    p.add_argument("--min-alpha", type=_float, default=None,
+                   help="final learning rate; falls linearly over all epochs (default alpha*1e-4)")
+    p.add_argument("--min-count", type=_positive_int, default=None,
+                   help="drop words rarer than this (default: the workdir's count setting)")
+    p.add_argument("--max-vocab", type=_positive_int, default=None,
+                   help="keep only the N most frequent words")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="training threads (default: all cores)")
+    p.add_argument("--seed", type=_nonnegative_int, default=1,
+                   help="random seed; with --threads 1 runs are bit-identical (default 1)")
+    p.add_argument("--cbow-mean", type=int, choices=(0, 1), default=1,
+                   help="CBOW: 1 averages the context vectors, 0 sums them (default 1)")
+    _add_output_flags(p)
+
+    p = sub.add_parser("similar", help="nearest neighbours of a word",
+                       description="Print the words closest to WORD by cosine similarity.")
+    p.add_argument("model", metavar="MODELDIR")
+    p.add_argument("word", metavar="WORD")
+    p.add_argument("-n", type=_positive_int, default=10, help="how many (default 10)")
+
+    p = sub.add_parser("analogy", help="A is to B as C is to ?",
+                       description="3CosAdd, like the C tool's word-analogy: the words closest "
+                                   "to B - A + C (unit vectors), the three excluded.")
+    p.add_argument("model", metavar="MODELDIR")
+    p.add_argument("words", nargs=3, metavar=("A", "B", "C"))
+    p.add_argument("-n", type=_positive_int, default=10, help="how many (default 10)")
+
+    p = sub.add_parser("export", help="write vectors in the C tool's binary or text format",
+                       description="Write the vectors as the original word2vec tool does, "
+                                   "readable by gensim's KeyedVectors.load_word2vec_format "
+                                   "and the C tool's distance program.")
+    p.add_argument("model", metavar="MODELDIR")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("--format", choices=("binary", "text"), default="binary",
+                   help="binary (default) or text")
+
+    p = sub.add_parser(
+        "eval", help="score vectors on analogies and word-pair similarity",
+        description="The standard protocol: analogies by 3CosAdd over unit vectors among the "
+                    "--restrict-vocab most frequent words, case-insensitive, questions with an "
+                    "unknown word skipped and counted; word pairs by Spearman correlation of "
+                    "cosine similarity. MODELDIR may also be a .bin/.txt file in the C "
+                    "tool's format.")
+    p.add_argument("model", metavar="MODELDIR")
+    p.add_argument("--analogies", metavar="FILE", help="questions-words.txt format")
+    p.add_argument("--restrict-vocab", type=_positive_int, default=30000,
+                   help="search only this many most frequent words (default 30000)")
+    p.add_argument("--pairs", nargs="+", default=[], metavar="FILE",
+                   help="word-pair files (word1 TAB word2 TAB score), e.g. WordSim353")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
+
+
+def _add_output_flags(p):
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="print a machine-readable summary on stdout")
+
+
+def _human(n):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def cmd_count(args):
+    from .vocab import count
+    manifest = count(args.corpus, args.output, min_count=args.min_count,
+                     threads=args.threads, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(manifest, indent=1))
+    t = manifest["totals"]
+    print(f"counted {_human(t['tokens'])} words ({t['distinct_words']:,} distinct) in "
+          f"{len(manifest['inputs'])} input(s) in {manifest['seconds']:.1f} s; "
+          f"{t['vocab_words']:,} words with count >= {args.min_count} "
+          f"-> {os.path.join(args.output, 'vocab.parquet')}", file=sys.stderr)
+
+
+def cmd_train(args):
+    from .settings import TrainSettings
+    from .trainer import train
+    settings = TrainSettings(
+        model=args.model, dim=args.dim, window=args.window, negative=args.negative, hs=args.hs,
+        sample=args.sample, epochs=args.epochs, alpha=args.alpha, min_alpha=args.min_alpha,
+        min_count=args.min_count, max_vocab=args.max_vocab, threads=args.threads,
+        seed=args.seed, cbow_mean=bool(args.cbow_mean))
+    info = train(args.workdir, args.output, settings, progress=not args.quiet)
+    f, s = info["figures"], info["settings"]
+    if args.json:
+        print(json.dumps(info, indent=1))
+    print(f"trained {s['model']} dim {s['dim']}: {info['vocab_size']:,} words, "
+          f"{_human(f['corpus_tokens'])} tokens x {s['epochs']} epochs in "
+          f"{f['train_seconds']:.1f} s ({_human(f['words_per_second'])} words/s, "
+          f"{s['threads']} threads), final loss {f['final_loss']:.4f} -> {args.output}",
+          file=sys.stderr)
+
+
+def _load(path):
+    from .vectors import load, load_word2vec_format
+    if os.path.isfile(path):
+        return load_word2vec_format(path)
+    return load(path)
+
+
+def _print_neighbours(pairs):
+    for word, score in pairs:
+        print(f"{score:.4f}  {word}")
+
+
+def cmd_similar(args):
+    _print_neighbours(_load(args.model).most_similar(args.word, topn=args.n))
+
+
+def cmd_analogy(args):
+    a, b, c = args.words
+    _print_neighbours(_load(args.model).analogy(a, b, c, topn=args.n))
+
+
+def cmd_export(args):
+    from .vectors import save_word2vec_format
+    vectors = _load(args.model)
+    save_word2vec_format(vectors, args.output, binary=args.format == "binary")
+    print(f"wrote {len(vectors):,} vectors of dim {vectors.dim} to {args.output} "
+          f"({args.format})", file=sys.stderr)
+
+
+def cmd_eval(args):
+    from .errors import UsageError
+    from .evaluate import evaluate_analogies, evaluate_pairs, format_report
+    if not args.analogies and not args.pairs:
+        raise UsageError("give --analogies FILE and/or --pairs FILE...")
+    vectors = _load(args.model)
+    analogies = None
+    if args.analogies:
+        analogies = evaluate_analogies(vectors, args.analogies,
+                                       restrict_vocab=args.restrict_vocab)
+    pairs = [evaluate_pairs(vectors, path) for path in args.pairs]
+    if args.json:
+        print(json.dumps({"analogies": analogies, "pairs": pairs}, indent=1))
+    else:
+        print(format_report(analogies, pairs))
+
+
+COMMANDS = {"count": cmd_count, "train": cmd_train, "similar": cmd_similar,
+            "analogy": cmd_analogy, "export": cmd_export, "eval": cmd_eval}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+        sys.stdout.flush()
+    except Bigw2vError as e:
+        print(f"bigw2v {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"bigw2v {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"bigw2v {args.command}: error: no space left on device"
+                  f"{' writing ' + e.filename if e.filename else ''}", file=sys.stderr)
+            return 74
+        print(f"bigw2v {args.command}: error: {e}", file=sys.stderr)
+        return 74
+    except MemoryError:
+        print(f"bigw2v {args.command}: error: out of memory; lower --max-vocab or --dim, "
+              "or raise --min-count", file=sys.stderr)
+        return 74
+    except Exception:  # a bug: say so, with what is needed to report it
+        traceback.print_exc()
+        print(f"bigw2v {args.command}: internal error (a bug in bigw2v; please report it "
+              "with the traceback above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Pass 2, first half: the corpus as token IDs in a memory-mapped file.
+
+The text is read again and every word becomes its row in the vocabulary;
+words not in it (under min-count) are dropped before any window is formed,
+as the C tool does. The result lives in ``WORKDIR/encoded/<key>/``:
+
+- ``tokens.npy``: uint32 [N], N = the summed counts of the vocabulary, so
+  the file is preallocated and costs exactly 4 bytes per token;
+- ``sentence_starts.npy``: int64 [S+1] offsets; a newline ends a sentence and a
+  sentence longer than ``MAX_SENTENCE_WORDS`` kept words is cut;
+- ``encoded.json``: what the encoding was made from, written last: a directory
+  without it is unfinished and is rebuilt.
+
+The key hashes the vocabulary and the count manifest's inputs, so training
+again with the same min-count reuses the file and a new count makes a new one.
+"""
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from . import corpus
+from .errors import InputDataError, OutputError
+from .progress import progress_bar
+
+ENCODED_FORMAT = "bigw2v-encoded"
+ENCODED_VERSION = 1
+
+# Per-worker lookup table, set once by _init_worker: shipping a dict of
+# millions of words with every block would cost more than encoding it.
+_worker_ids = None
+
+
+def _init_worker(word_ids):
+    global _worker_ids
+    _worker_ids = word_ids
+
+
+def lookup_words(words, word_ids):
+    """Vocabulary rows of ``words`` (raw bytes) as int64, -1 for unknown words.
+
+    A raw word that is not valid UTF-8, or too long, is looked up by its
+    canonical form, the one counting stored it under.
+    """
+    get = word_ids.get
+    ids = np.fromiter([get(w, -1) for w in words], dtype=np.int64, count=len(words))
+    for m in np.flatnonzero(ids < 0):
+        w = words[m]
+        if len(w) > corpus.MAX_WORD_BYTES or not w.isascii():
+            ids[m] = get(corpus.canonical_word(w).encode("utf-8"), -1)
+    return ids
+
+
+def encode_block(block, word_ids):
+    """Encode one block of text (explicit state: the word -> row table).
+
+    Returns (ids uint32 [n] of the known words, line_ends int64): line_ends[k]
+    is how many ids precede the k-th newline of the block.
+    """
+    if b"\n" not in block:
+        ids = lookup_words(corpus.split_words(block), word_ids)
+        return ids[ids >= 0].astype(np.uint32), np.zeros(0, dtype=np.int64)
+    pieces = []
+    line_ends = []
+    n = 0
+    for line in block.split(b"\n"):
+        ids = lookup_words(corpus.split_words(line), word_ids)
+        ids = ids[ids >= 0]
+        pieces.append(ids)
+        n += ids.shape[0]
+        line_ends.append(n)
+    line_ends.pop()  # the text after the last newline does not end with one
+    ids = np.concatenate(pieces).astype(np.uint32) if pieces else np.zeros(0, np.uint32)
+    return ids, np.asarray(line_ends, dtype=np.int64)
+
+
+def _encode_block_in_worker(block):
+    return encode_block(block, _worker_ids)
+
+
+def sentence_starts_from_breaks(breaks, n_tokens, max_words):
+    """Sentence offsets from newline positions, long sentences cut at max_words.
+
+    ``breaks`` are token positions where a newline ended a sentence (duplicates
+    and empty sentences are fine). Returns int64 [S+1] from 0 to n_tokens.
+    """
+    bounds = np.unique(np.concatenate([[0, n_tokens], np.asarray(breaks, np.int64)]))
+    bounds = bounds[(bounds >= 0) & (bounds <= n_tokens)]
+    starts, stops = bounds[:-1], bounds[1:]
+    pieces = -(-(stops - starts) // max_words)  # ceil; >= 1 since bounds are unique
+    first = np.repeat(starts, pieces)
+    rank = np.arange(first.shape[0]) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    return np.append(first + rank * max_words, n_tokens).astype(np.int64)
+
+
+def encoding_key(words, manifest):
+    h = hashlib.sha256()
+    h.update(b"%d\n" % corpus.MAX_SENTENCE_WORDS)
+    for inp in manifest["inputs"]:
+        h.update(("%s\t%d\t%d\n" % (inp["path"], inp["size"], inp["mtime_ns"])).encode())
+    h.update(b"\x00")
+    for w in words:
+        h.update(w.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+class EncodedCorpus:
+    """The encoded corpus, memory-mapped read-only."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        with open(os.path.join(directory, "encoded.json")) as f:
+            self.meta = json.load(f)
+        self.tokens = np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r")
+        self.sentence_starts = np.load(os.path.join(directory, "sentence_starts.npy"))
+
+    @property
+    def n_tokens(self):
+        return int(self.tokens.shape[0])
+
+
+def _input_files(manifest, workdir):
+    """The counted inputs, checked unchanged since counting."""
+    inputs = []
+    for rec in manifest["inputs"]:
+        path = rec["path"]
+        if path == "-":
+            raise InputDataError(
+                "the workdir was counted from standard input, which cannot be read a "
+                "second time for training: save the text to a file and count that")
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise InputDataError(
+                f"input {path} was counted but is gone: re-run `bigw2v count`") from None
+        if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+            raise InputDataError(
+                f"input {path} changed since it was counted: re-run `bigw2v count` on {workdir}")
+        inputs.append(corpus.expand_inputs([path])[0])
+    return inputs
+
+
+def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
+           block_bytes=16 * 2**20):
+    """Encode the counted corpus with vocabulary ``words``; reuse a cached encoding.
+
+    ``n_tokens`` is the number of corpus tokens whose word is in ``words`` (the
+    sum of their counts): the token file is preallocated to exactly that size,
+    and any disagreement means the corpus changed since counting.
+    """
+    key = encoding_key(words, manifest)
+    directory = os.path.join(workdir, "encoded", key)
+    if os.path.exists(os.path.join(directory, "encoded.json")):
+        return EncodedCorpus(directory), True
+
+    inputs = _input_files(manifest, workdir)
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        os.makedirs(directory)
+        tokens = np.lib.format.open_memmap(os.path.join(directory, "tokens.npy"), mode="w+",
+                                           dtype=np.uint32, shape=(n_tokens,))
+    except OSError as e:
+        raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
+
+    word_ids = {w.encode("utf-8"): i for i, w in enumerate(words)}
+    started = time.time()
+    position = 0
+    breaks = []
+    total_bytes = sum(inp.size for inp in inputs)
+    bar = progress_bar(total_bytes, "encode", unit="B", enabled=progress)
+
+    def take(result):
+        nonlocal position
+        ids, line_ends = result
+        if position + ids.shape[0] > n_tokens:
+            raise InputDataError("the corpus has more words than were counted: "
+                                 f"re-run `bigw2v count` on {workdir}")
+        tokens[position:position + ids.shape[0]] = ids
+        if line_ends.shape[0]:
+            breaks.append(line_ends + position)
+        position += ids.shape[0]
+
+    pool = None
+    if threads > 1:
+        pool = ProcessPoolExecutor(max_workers=threads,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(word_ids,))
+    try:
+        for inp in inputs:
+            done_bytes = bar.n
+            with corpus.open_input(inp) as stream:
+                pending = deque()
+                for block in corpus.iter_blocks(stream, block_bytes, name=inp.path):
+                    if pool is None:
+                        take(encode_block(block, word_ids))
+                    else:
+                        pending.append(pool.submit(_encode_block_in_worker, block))
+                        while len(pending) > 2 * threads:
+                            take(pending.popleft().result())
+                    bar.update(done_bytes + corpus.raw_bytes_read(stream) - bar.n)
+                while pending:
+                    take(pending.popleft().result())
+            # A newline between files: a sentence never spans two inputs.
+            breaks.append(np.array([position], dtype=np.int64))
+            bar.update(done_bytes + inp.size - bar.n)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        bar.close()
+
+    if position != n_tokens:
+        raise InputDataError("the corpus has fewer words than were counted: "
+                             f"re-run `bigw2v count` on {workdir}")
+    tokens.flush()
+    del tokens
+    all_breaks = np.concatenate(breaks) if breaks else np.zeros(0, np.int64)
+    starts = sentence_starts_from_breaks(all_breaks, n_tokens, corpus.MAX_SENTENCE_WORDS)
+    np.save(os.path.join(directory, "sentence_starts.npy"), starts)
+    meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key,
+            "tokens": n_tokens, "sentences": int(starts.shape[0] - 1),
+            "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
+            "seconds": round(time.time() - started, 3)}
+    tmp = os.path.join(directory, "encoded.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(tmp, os.path.join(directory, "encoded.json"))
+    return EncodedCorpus(directory), False

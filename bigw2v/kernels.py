@@ -1,0 +1,357 @@
+"""Numba training kernels: pure functions over arrays, no I/O, no globals.
+
+Vocabulary of the arrays (V words, d dimensions):
+
+- ``tokens`` uint32 [N]: the encoded corpus, words under min-count already gone.
+- ``sentence_starts`` int64 [S+1]: sentence s is ``tokens[sentence_starts[s]:sentence_starts[s+1]]``.
+- ``chunk_starts`` int64 [C+1]: chunk c is sentences ``chunk_starts[c]:chunk_starts[c+1]``.
+  A chunk is the unit of parallel work; its random stream is derived from
+  (seed, epoch, chunk), so the result does not depend on which thread runs it
+  or in which order, and any chunk can be (re)run alone after a resume.
+- ``input_vectors`` float32 [V, d]: the embeddings (the C tool's ``syn0``).
+- ``output_vectors`` float32 [V, d]: output weights for negative sampling
+  (the C tool's ``syn1neg``).
+- ``node_vectors`` float32 [V-1, d]: output weights of the inner nodes of the
+  Huffman tree for hierarchical softmax (the C tool's ``syn1``).
+- ``keep_threshold`` uint32 [V]: a word is kept by subsampling when a uniform
+  32-bit random number is below it (so 2**32-1 means "almost always"; words at
+  or above it are stored as ``KEEP_ALWAYS``).
+- ``noise_accept`` uint32 [V], ``noise_alias`` int32 [V]: Walker alias table of
+  the unigram^0.75 distribution; a draw is O(1) and exact, with a table of V
+  entries instead of the C tool's 1e8.
+- ``path_starts`` int64 [V+1], ``path_nodes`` int32, ``path_codes`` uint8: the
+  Huffman path (inner nodes, left/right codes) of each word, CSR layout.
+
+Skip-gram is trained HogBatch-style (Ji et al. 2016): for one centre word all
+context words of its window form a minibatch of inputs that share one set of
+outputs (the centre word and ``negative`` noise words drawn once per window, or
+the centre word's Huffman path). Each input and output row is read once and
+written once per window, which keeps the rows in cache; threads update the
+shared matrices without locks (Hogwild).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+KEEP_ALWAYS = np.uint32(0xFFFFFFFF)
+
+_U64 = np.uint64
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_XS_MULT = np.uint64(0x2545F4914F6CDD1D)
+
+# The C tool clips scores to [-MAX_EXP, MAX_EXP]; hierarchical softmax skips
+# updates outside it (the node is already confidently right or wrong).
+MAX_EXP = 6.0
+
+
+@njit(cache=True, inline="always")
+def _splitmix64(x):
+    z = x + _GOLDEN
+    z = (z ^ (z >> _U64(30))) * _MIX1
+    z = (z ^ (z >> _U64(27))) * _MIX2
+    return z ^ (z >> _U64(31))
+
+
+@njit(cache=True)
+def chunk_seed(seed, epoch, chunk):
+    """The random state a chunk starts from: a hash of (seed, epoch, chunk)."""
+    s = _splitmix64(_U64(seed))
+    s = _splitmix64(s ^ _U64(epoch))
+    s = _splitmix64(s ^ _U64(chunk))
+    if s == _U64(0):
+        s = _GOLDEN
+    return s
+
+
+@njit(cache=True, inline="always")
+def _next(state):
+    """xorshift64*: returns (new_state, 64 random bits)."""
+    x = state
+    x ^= x >> _U64(12)
+    x ^= x << _U64(25)
+    x ^= x >> _U64(27)
+    return x, x * _XS_MULT
+
+
+@njit(cache=True, inline="always")
+def _below(bits, n):
+    """Map 64 random bits to an integer in [0, n) without division (n < 2**32)."""
+    return np.int64(((bits >> _U64(32)) * _U64(n)) >> _U64(32))
+
+
+@njit(cache=True, inline="always")
+def _draw_noise(state, noise_accept, noise_alias):
+    state, bits = _next(state)
+    vocab_size = noise_accept.shape[0]
+    slot = _below(bits, vocab_size)
+    if (bits & _U64(0xFFFFFFFF)) < _U64(noise_accept[slot]):
+        return state, slot
+    return state, np.int64(noise_alias[slot])
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@njit(cache=True, inline="always")
+def _log_loss(x, label):
+    """-log P(label | score x) in float64, stable for large |x|."""
+    z = np.float64(x) if label > 0.5 else -np.float64(x)
+    if z > 30.0:
+        return np.exp(-z)
+    if z < -30.0:
+        return -z
+    return np.log1p(np.exp(-z))
+
+
+@njit(cache=True, fastmath=True)
+def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
+                   labels, n_out, alpha, skip_saturated, scores, input_grad):
+    """One minibatch: ``n_contexts`` input rows against ``n_out`` output rows.
+
+    Accumulates the input rows' gradient into ``input_grad`` (applied by the
+    caller, after all output sets) and applies the output rows' gradient now.
+    Returns (summed loss, number of loss terms).
+    """
+    dim = input_vectors.shape[1]
+    loss = 0.0
+    terms = 0
+    # scores[b, o] becomes the gradient coefficient g = (label - sigmoid) * alpha.
+    for b in range(n_contexts):
+        row_in = input_vectors[contexts[b]]
+        for o in range(n_out):
+            row_out = out_matrix[out_rows[o]]
+            f = np.float32(0.0)
+            for k in range(dim):
+                f += row_in[k] * row_out[k]
+            label = labels[o]
+            if label < 0.0:  # a noise word equal to the target: ignored, like the C tool
+                scores[b, o] = 0.0
+                continue
+            if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
+                scores[b, o] = 0.0
+                continue
+            loss += _log_loss(f, label)
+            terms += 1
+            scores[b, o] = (label - _sigmoid(f)) * alpha
+    for b in range(n_contexts):
+        grad = input_grad[b]
+        for o in range(n_out):
+            g = scores[b, o]
+            if g != 0.0:
+                row_out = out_matrix[out_rows[o]]
+                for k in range(dim):
+                    grad[k] += g * row_out[k]
+    for o in range(n_out):
+        row_out = out_matrix[out_rows[o]]
+        for b in range(n_contexts):
+            g = scores[b, o]
+            if g != 0.0:
+                row_in = input_vectors[contexts[b]]
+                for k in range(dim):
+                    row_out[k] += g * row_in[k]
+    return loss, terms
+
+
+@njit(cache=True, fastmath=True)
+def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
+                   skip_saturated, hidden_grad):
+    """CBOW: one hidden vector against ``n_out`` output rows, in sequence like the C tool."""
+    dim = hidden.shape[0]
+    loss = 0.0
+    terms = 0
+    for o in range(n_out):
+        label = labels[o]
+        if label < 0.0:
+            continue
+        row_out = out_matrix[out_rows[o]]
+        f = np.float32(0.0)
+        for k in range(dim):
+            f += hidden[k] * row_out[k]
+        if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
+            continue
+        loss += _log_loss(f, label)
+        terms += 1
+        g = np.float32((label - _sigmoid(f)) * alpha)
+        for k in range(dim):
+            hidden_grad[k] += g * row_out[k]
+        for k in range(dim):
+            row_out[k] += g * hidden[k]
+    return loss, terms
+
+
+@njit(cache=True, fastmath=True)
+def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
+                keep_threshold, noise_accept, noise_alias,
+                path_starts, path_nodes, path_codes,
+                input_vectors, output_vectors, node_vectors,
+                window, negative, use_hs, cbow_mean,
+                alpha_start, alpha_end, epoch, epochs, seed):
+    """Train one chunk of sentences. Returns (loss sum, loss terms, words trained).
+
+    The learning rate falls linearly from ``alpha_start`` to ``alpha_end`` over
+    ``epochs`` passes of ``tokens``; it is computed from the position of each
+    sentence in the stream, so it does not depend on thread timing.
+    """
+    dim = input_vectors.shape[1]
+    n_tokens = tokens.shape[0]
+    total_positions = np.float64(n_tokens) * epochs
+    state = chunk_seed(seed, epoch, chunk)
+
+    s_first = chunk_starts[chunk]
+    s_last = chunk_starts[chunk + 1]
+    longest = 0
+    for s in range(s_first, s_last):
+        longest = max(longest, sentence_starts[s + 1] - sentence_starts[s])
+
+    sentence = np.empty(max(longest, 1), dtype=np.int64)
+    contexts = np.empty(2 * window, dtype=np.int64)
+    max_path = 0
+    if use_hs:
+        for w in range(path_starts.shape[0] - 1):
+            max_path = max(max_path, path_starts[w + 1] - path_starts[w])
+    n_out_max = max(negative + 1, max_path)
+    out_rows = np.empty(n_out_max, dtype=np.int64)
+    labels = np.empty(n_out_max, dtype=np.float32)
+    scores = np.empty((2 * window, n_out_max), dtype=np.float32)
+    input_grad = np.empty((2 * window, dim), dtype=np.float32)
+    hidden = np.empty(dim, dtype=np.float32)
+
+    loss = 0.0
+    terms = 0
+    trained = 0
+    for s in range(s_first, s_last):
+        start = sentence_starts[s]
+        stop = sentence_starts[s + 1]
+        progress = (np.float64(epoch) * n_tokens + start) / total_positions
+        alpha = np.float32(alpha_start - (alpha_start - alpha_end) * progress)
+
+        # Subsampling removes words before windows are formed, as in the C tool,
+        # so the window reaches further around frequent words.
+        length = 0
+        for p in range(start, stop):
+            word = tokens[p]
+            threshold = keep_threshold[word]
+            if threshold != KEEP_ALWAYS:
+                state, bits = _next(state)
+                if (bits & _U64(0xFFFFFFFF)) >= _U64(threshold):
+                    continue
+            sentence[length] = word
+            length += 1
+        trained += length
+
+        for i in range(length):
+            centre = sentence[i]
+            state, bits = _next(state)
+            reach = window - _below(bits, window)  # uniform in 1..window
+            n_ctx = 0
+            lo = max(0, i - reach)
+            hi = min(length, i + reach + 1)
+            for j in range(lo, hi):
+                if j != i:
+                    contexts[n_ctx] = sentence[j]
+                    n_ctx += 1
+            if n_ctx == 0:
+                continue
+
+            if skipgram:
+                for b in range(n_ctx):
+                    for k in range(dim):
+                        input_grad[b, k] = 0.0
+                if use_hs:
+                    p0 = path_starts[centre]
+                    n_out = path_starts[centre + 1] - p0
+                    for o in range(n_out):
+                        out_rows[o] = path_nodes[p0 + o]
+                        labels[o] = 1.0 - path_codes[p0 + o]
+                    l, t = _window_update(input_vectors, contexts, n_ctx, node_vectors,
+                                          out_rows, labels, n_out, alpha, True,
+                                          scores, input_grad)
+                    loss += l
+                    terms += t
+                if negative > 0:
+                    out_rows[0] = centre
+                    labels[0] = 1.0
+                    for o in range(1, negative + 1):
+                        state, noise = _draw_noise(state, noise_accept, noise_alias)
+                        out_rows[o] = noise
+                        labels[o] = -1.0 if noise == centre else 0.0
+                    l, t = _window_update(input_vectors, contexts, n_ctx, output_vectors,
+                                          out_rows, labels, negative + 1, alpha, False,
+                                          scores, input_grad)
+                    loss += l
+                    terms += t
+                for b in range(n_ctx):
+                    row = input_vectors[contexts[b]]
+                    for k in range(dim):
+                        row[k] += input_grad[b, k]
+            else:
+                for k in range(dim):
+                    hidden[k] = 0.0
+                for b in range(n_ctx):
+                    row = input_vectors[contexts[b]]
+                    for k in range(dim):
+                        hidden[k] += row[k]
+                if cbow_mean:
+                    inv = np.float32(1.0 / n_ctx)
+                    for k in range(dim):
+                        hidden[k] *= inv
+                grad = input_grad[0]
+                for k in range(dim):
+                    grad[k] = 0.0
+                if use_hs:
+                    p0 = path_starts[centre]
+                    n_out = path_starts[centre + 1] - p0
+                    for o in range(n_out):
+                        out_rows[o] = path_nodes[p0 + o]
+                        labels[o] = 1.0 - path_codes[p0 + o]
+                    l, t = _hidden_update(hidden, node_vectors, out_rows, labels, n_out,
+                                          alpha, True, grad)
+                    loss += l
+                    terms += t
+                if negative > 0:
+                    out_rows[0] = centre
+                    labels[0] = 1.0
+                    for o in range(1, negative + 1):
+                        state, noise = _draw_noise(state, noise_accept, noise_alias)
+                        out_rows[o] = noise
+                        labels[o] = -1.0 if noise == centre else 0.0
+                    l, t = _hidden_update(hidden, output_vectors, out_rows, labels,
+                                          negative + 1, alpha, False, grad)
+                    loss += l
+                    terms += t
+                # The C tool adds the undivided error to every context word, even
+                # with cbow-mean; we do the same (it is what its defaults were tuned on).
+                for b in range(n_ctx):
+                    row = input_vectors[contexts[b]]
+                    for k in range(dim):
+                        row[k] += grad[k]
+    return loss, terms, trained
+
+
+@njit(cache=True, parallel=True)
+def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
+                 keep_threshold, noise_accept, noise_alias,
+                 path_starts, path_nodes, path_codes,
+                 input_vectors, output_vectors, node_vectors,
+                 window, negative, use_hs, cbow_mean,
+                 alpha_start, alpha_end, epoch, epochs, seed,
+                 loss_out, terms_out, trained_out):
+    """Train the chunks listed in ``chunk_ids`` in parallel (Hogwild).
+
+    Per-chunk loss sum, loss-term count and trained-word count are written to
+    ``loss_out[i]``, ``terms_out[i]``, ``trained_out[i]`` for ``chunk_ids[i]``.
+    """
+    for i in prange(chunk_ids.shape[0]):
+        l, t, n = train_chunk(chunk_ids[i], skipgram, tokens, sentence_starts, chunk_starts,
+                              keep_threshold, noise_accept, noise_alias,
+                              path_starts, path_nodes, path_codes,
+                              input_vectors, output_vectors, node_vectors,
+                              window, negative, use_hs, cbow_mean,
+                              alpha_start, alpha_end, epoch, epochs, seed)
+        loss_out[i] = l
+        terms_out[i] = t
+        trained_out[i] = n

@@ -131,12 +131,12 @@ def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
             if label < 0.0:  # a noise word equal to the target: ignored, like the C tool
                 scores[b, o] = 0.0
                 continue
-            if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
-                scores[b, o] = 0.0
-                continue
             loss += _log_loss(f, label)
             terms += 1
-            scores[b, o] = (label - _sigmoid(f)) * alpha
+            if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
+                scores[b, o] = 0.0
+            else:
+                scores[b, o] = (label - _sigmoid(f)) * alpha
     for b in range(n_contexts):
         grad = input_grad[b]
         for o in range(n_out):
@@ -171,10 +171,10 @@ def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
         f = np.float32(0.0)
         for k in range(dim):
             f += hidden[k] * row_out[k]
-        if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
-            continue
         loss += _log_loss(f, label)
         terms += 1
+        if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
+            continue
         g = np.float32((label - _sigmoid(f)) * alpha)
         for k in range(dim):
             hidden_grad[k] += g * row_out[k]

@@ -1,0 +1,39 @@
+"""bigw2v: word2vec for very large text on one machine, with Numba kernels.
+
+    import bigw2v
+    bigw2v.count(["corpus.txt.xz"], "work")          # pass 1: vocabulary
+    bigw2v.train("work", "model", model="sg")          # pass 2: vectors
+    vectors = bigw2v.load("model")
+    vectors.most_similar("king")
+"""
+
+__version__ = "0.1.0"
+
+
+def count(corpus, workdir, min_count=5, threads=None, progress=True, **options):
+    """Count the vocabulary of ``corpus`` (paths, directories, '-') into ``workdir``."""
+    from .vocab import count as _count
+    return _count(corpus, workdir, min_count=min_count, threads=threads, progress=progress,
+                  **options)
+
+
+def train(workdir, modeldir, settings=None, progress=True, **overrides):
+    """Train vectors on a counted workdir; see ``bigw2v.settings.TrainSettings`` for options."""
+    from .trainer import train as _train
+    return _train(workdir, modeldir, settings, progress=progress, **overrides)
+
+
+def load(modeldir, mmap=True):
+    """Load a trained model directory as a ``Vectors`` object (memory-mapped)."""
+    from .vectors import load as _load
+    return _load(modeldir, mmap=mmap)
+
+
+def evaluate_analogies(vectors, path, restrict_vocab=30000):
+    from .evaluate import evaluate_analogies as _evaluate
+    return _evaluate(vectors, path, restrict_vocab=restrict_vocab)
+
+
+def evaluate_pairs(vectors, path):
+    from .evaluate import evaluate_pairs as _evaluate
+    return _evaluate(vectors, path)

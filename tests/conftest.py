@@ -1,0 +1,52 @@
+"""Shared fixtures: small generated corpora, and the optional ../shared data."""
+
+import os
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def shared_file(*parts):
+    """Path of a file in ../shared/data, or skip the test when it is absent (a user's clone)."""
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def planted_topics(n_topics=6, words_per_topic=12, n_sentences=4000, sentence_len=12, seed=0):
+    """Sentences that each draw words from one topic, plus topic-free filler words.
+
+    Words of one topic co-occur and never meet another topic's words, so a
+    working trainer must place each word nearest to its own topic.
+    """
+    rng = np.random.default_rng(seed)
+    topics = [[f"t{t}w{i}" for i in range(words_per_topic)] for t in range(n_topics)]
+    fillers = ["the", "of", "and", "a", "in"]
+    lines = []
+    for _ in range(n_sentences):
+        topic = topics[rng.integers(n_topics)]
+        words = []
+        for _ in range(sentence_len):
+            if rng.random() < 0.25:
+                words.append(fillers[rng.integers(len(fillers))])
+            else:
+                words.append(topic[rng.integers(len(topic))])
+        lines.append(" ".join(words))
+    return topics, "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def planted_workdir(tmp_path_factory):
+    """A counted workdir over the planted-topics corpus: (workdir, topics, text path)."""
+    from bigw2v.vocab import count
+    root = tmp_path_factory.mktemp("planted")
+    topics, text = planted_topics()
+    path = root / "topics.txt"
+    path.write_text(text)
+    workdir = root / "work"
+    count([str(path)], str(workdir), min_count=1, threads=1, progress=False)
+    return str(workdir), topics, str(path)

@@ -1,0 +1,360 @@
+"""Tests for bigw2v.corpus: inputs, decompression, blocks, tokenisation, canonical words."""
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import random
+import re
+import sys
+import tracemalloc
+
+import pyarrow as pa
+import pytest
+
+from bigw2v import corpus
+from bigw2v.corpus import MAX_WORD_BYTES, canonical_word, iter_blocks, split_words
+from bigw2v.errors import InputDataError, MissingInputError, UsageError
+
+SEPARATORS = b" \t\r\n"
+
+
+def reference_words(data: bytes) -> list[bytes]:
+    """The C word2vec rule written the slow, obvious way."""
+    words, current = [], bytearray()
+    for byte in data:
+        if byte in SEPARATORS:
+            if current:
+                words.append(bytes(current))
+                current = bytearray()
+        else:
+            current.append(byte)
+    if current:
+        words.append(bytes(current))
+    return words
+
+
+def random_text(rng: random.Random, n_words: int, alphabet=b"abcdefgh\x0b\x0c\xc3\xa9\xff") -> bytes:
+    out = bytearray()
+    for _ in range(n_words):
+        out += bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        out += bytes(rng.choice(SEPARATORS) for _ in range(rng.randint(1, 3)))
+    return bytes(out)
+
+
+class LazyReader:
+    """A stream of `size` bytes made on demand, so the test itself holds no big buffer."""
+
+    def __init__(self, size: int, pattern: bytes, tail: bytes = b""):
+        self.left = size
+        self.pattern = pattern
+        self.tail = tail
+
+    def read(self, n: int) -> bytes:
+        if self.left <= 0:
+            tail, self.tail = self.tail, b""
+            return tail
+        n = min(n, self.left)
+        self.left -= n
+        reps = n // len(self.pattern) + 1
+        return (self.pattern * reps)[:n]
+
+
+# ---------------------------------------------------------------- tokenisation
+
+
+def test_split_words_follows_the_c_rule():
+    text = b"  one\ttwo\r\nthree  four\n\nfi\x0bve si\x0cx\x1cseven\xa0eight \x85"
+    assert split_words(text) == [b"one", b"two", b"three", b"four", b"fi\x0bve", b"si\x0cx\x1cseven\xa0eight",
+                                 b"\x85"]
+    assert split_words(b"") == []
+    assert split_words(b" \t\r\n ") == []
+    assert split_words(b"\x0b") == [b"\x0b"]
+
+
+def test_split_words_fast_and_exact_paths_agree_with_reference():
+    rng = random.Random(1)
+    for _ in range(200):
+        text = random_text(rng, rng.randint(0, 30))
+        assert split_words(text) == reference_words(text)
+
+
+def test_split_lines_cuts_only_at_lf():
+    assert corpus.split_lines(b"a b\r\nc\n\nd") == [b"a b\r", b"c", b"", b"d"]
+
+
+# ---------------------------------------------------------------- blocks
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 7, 16, 100, 10_000])
+def test_blocks_never_split_a_word(block_bytes):
+    rng = random.Random(block_bytes)
+    text = random_text(rng, 400)
+    blocks = list(iter_blocks(io.BytesIO(text), block_bytes))
+    assert b"".join(blocks) == text
+    for block in blocks[:-1]:
+        assert block[-1:] in (b" ", b"\t", b"\r", b"\n")
+    words = [w for block in blocks for w in split_words(block)]
+    assert words == reference_words(text)
+
+
+def test_blocks_of_text_without_newline_are_bounded():
+    size, block_bytes = 4_000_000, 65536
+    longest = 0
+    total = 0
+    for block in iter_blocks(LazyReader(size, b"word "), block_bytes):
+        longest = max(longest, len(block))
+        total += len(block)
+    assert total == size
+    assert longest <= block_bytes
+
+
+def test_giant_run_without_separator_is_truncated_in_bounded_memory():
+    block_bytes = 65536
+    tracemalloc.start()
+    try:
+        blocks = list(iter_blocks(LazyReader(20_000_000, b"x", tail=b" after\nend"), block_bytes))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+    words = [w for block in blocks for w in split_words(block)]
+    assert words == [b"x" * (MAX_WORD_BYTES + 1), b"after", b"end"]
+    assert canonical_word(words[0]) == "x" * MAX_WORD_BYTES
+
+
+def test_long_word_across_blocks_has_the_same_canonical_form_as_whole():
+    word = "é" * 700 + "z"  # 1401 bytes, a two-byte character straddles byte 1000
+    text = b"a " + ("x" + word).encode() + b" b"
+    whole = [canonical_word(w) for w in split_words(text)]
+    for block_bytes in (3, 64, 999, 1000, 1001):
+        cut = [canonical_word(w) for block in iter_blocks(io.BytesIO(text), block_bytes)
+               for w in split_words(block)]
+        assert cut == whole
+
+
+def test_long_word_inside_one_block_is_kept_for_canonical_word():
+    text = b"a " + b"y" * 3000 + b" b"
+    blocks = list(iter_blocks(io.BytesIO(text), 1 << 20))
+    assert [canonical_word(w) for w in split_words(b"".join(blocks))] == ["a", "y" * MAX_WORD_BYTES, "b"]
+
+
+def test_iter_blocks_rejects_bad_block_size():
+    with pytest.raises(UsageError):
+        list(iter_blocks(io.BytesIO(b"a"), 0))
+
+
+# ---------------------------------------------------------------- canonical words
+
+
+def test_canonical_word_decodes_and_replaces_invalid_bytes():
+    assert canonical_word(b"caf\xc3\xa9") == "café"
+    assert canonical_word(b"caf\xe9") == "caf\ufffd"
+    assert canonical_word(b"\xff\xfe") == "\ufffd\ufffd"
+    assert canonical_word(b"a\x0bb") == "a\x0bb"
+
+
+def test_canonical_word_truncates_on_character_boundary():
+    assert canonical_word(b"a" * 1500) == "a" * MAX_WORD_BYTES
+    # two-byte character at bytes 999-1000: dropped whole, not half
+    raw = b"a" * 999 + "é".encode() + b"bbb"
+    assert canonical_word(raw) == "a" * 999
+    # four-byte character at bytes 997-1000
+    raw = b"a" * 997 + "😀".encode() + b"bbb"
+    assert canonical_word(raw) == "a" * 997
+    # character ending exactly at byte 1000 is kept
+    raw = b"a" * 998 + "é".encode() + b"bbb"
+    assert canonical_word(raw) == "a" * 998 + "é"
+    # invalid continuation bytes at the cut: plain cut, then replacement
+    raw = b"a" * 996 + b"\x80" * 10
+    assert canonical_word(raw) == "a" * 996 + "\ufffd" * 4
+
+
+def test_canonical_word_depends_only_on_first_max_plus_one_bytes():
+    rng = random.Random(7)
+    alphabet = ["a", "é", "中", "😀"]
+    for _ in range(200):
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(300, 700))).encode()
+        raw = raw[rng.randint(0, 3):]  # sometimes start mid-character
+        if len(raw) > MAX_WORD_BYTES:
+            assert canonical_word(raw) == canonical_word(raw[: MAX_WORD_BYTES + 1])
+            assert len(canonical_word(raw).encode()) <= MAX_WORD_BYTES + 6  # replacements may grow
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def write(path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def zstd_bytes(data: bytes) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        out.write(data)
+    return sink.getvalue().to_pybytes()
+
+
+COMPRESSORS = {
+    "gz": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zst": zstd_bytes,
+}
+
+
+def read_all(inp) -> bytes:
+    with corpus.open_input(inp) as stream:
+        return b"".join(iter_blocks(stream, 1000, name=inp.path))
+
+
+@pytest.mark.parametrize("kind", sorted(COMPRESSORS))
+def test_compressed_inputs_read_like_plain(tmp_path, kind):
+    text = random_text(random.Random(3), 3000)
+    path = write(tmp_path / f"c.txt.{kind}", COMPRESSORS[kind](text))
+    [inp] = corpus.expand_inputs([str(path)])
+    assert inp.compression == kind
+    assert inp.size == path.stat().st_size
+    with corpus.open_input(inp) as stream:
+        data = b"".join(iter_blocks(stream, 1000, name=inp.path))
+        assert corpus.raw_bytes_read(stream) == inp.size
+    assert data == text
+
+
+@pytest.mark.parametrize("kind", sorted(COMPRESSORS))
+def test_misnamed_files_are_recognised_by_magic(tmp_path, kind):
+    text = b"hello world\n" * 100
+    compressed = write(tmp_path / "looks-plain.txt", COMPRESSORS[kind](text))
+    plain = write(tmp_path / f"looks-compressed.{kind}", text)
+    a, b = corpus.expand_inputs([str(compressed), str(plain)])
+    assert (a.compression, b.compression) == (kind, None)
+    assert read_all(a) == text
+    assert read_all(b) == text
+
+
+def test_text_starting_like_bzip2_is_plain(tmp_path):
+    path = write(tmp_path / "t.txt", b"BZh9 is a word\n")
+    [inp] = corpus.expand_inputs([str(path)])
+    assert inp.compression is None
+    assert read_all(inp) == b"BZh9 is a word\n"
+
+
+def test_plain_input_counts_raw_bytes(tmp_path):
+    path = write(tmp_path / "p.txt", b"abc def " * 1000)
+    [inp] = corpus.expand_inputs([str(path)])
+    with corpus.open_input(inp) as stream:
+        assert corpus.raw_bytes_read(stream) == 0
+        list(iter_blocks(stream, 100))
+        assert stream.raw_bytes_read == inp.size == 8000
+
+
+@pytest.mark.parametrize("kind", ["gz", "xz", "bz2", "zst"])
+def test_truncated_compressed_file_is_input_data_error(tmp_path, kind):
+    data = COMPRESSORS[kind](random_text(random.Random(5), 20000))
+    path = write(tmp_path / f"broken.{kind}", data[: len(data) // 2])
+    [inp] = corpus.expand_inputs([str(path)])
+    with pytest.raises(InputDataError, match="broken"):
+        read_all(inp)
+
+
+def test_corrupt_gzip_is_input_data_error(tmp_path):
+    path = write(tmp_path / "bad.gz", b"\x1f\x8b\x08\x00" + b"garbage" * 100)
+    [inp] = corpus.expand_inputs([str(path)])
+    with pytest.raises(InputDataError, match="bad.gz"):
+        read_all(inp)
+
+
+def test_stdin_is_sniffed(monkeypatch):
+    text = b"from standard input\n" * 50
+
+    class FakeStdin:
+        buffer = io.BufferedReader(io.BytesIO(gzip.compress(text)))
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin)
+    [inp] = corpus.expand_inputs(["-"])
+    assert inp == corpus.InputFile("-", 0, 0, None)
+    assert read_all(inp) == text
+
+
+def test_plain_stdin_keeps_its_first_bytes(monkeypatch):
+    class FakeStdin:
+        buffer = io.BufferedReader(io.BytesIO(b"ab cd ef"))
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin)
+    assert read_all(corpus.expand_inputs(["-"])[0]) == b"ab cd ef"
+
+
+def test_counting_reader_serves_head_first():
+    reader = corpus.CountingReader(io.BytesIO(b"56789"), head=b"01234")
+    assert reader.read(3) == b"012"
+    assert reader.read(4) == b"3456"
+    assert reader.read() == b"789"
+    assert reader.raw_bytes_read == 10
+
+
+def test_directory_recurses_sorted_and_skips_hidden(tmp_path):
+    root = tmp_path / "corpus"
+    for rel in ["b.txt", "a/z.txt", "a/y.txt.gz", "c/d/e.txt", ".hidden.txt", ".git/config", "a/.x/f.txt"]:
+        write(root / rel, b"w ")
+    inputs = corpus.expand_inputs([str(root)])
+    rels = [os.path.relpath(inp.path, root) for inp in inputs]
+    assert rels == ["a/y.txt.gz", "a/z.txt", "b.txt", "c/d/e.txt"]
+    assert all(os.path.isabs(inp.path) for inp in inputs)
+
+
+def test_duplicates_are_read_once(tmp_path):
+    path = write(tmp_path / "d" / "a.txt", b"w ")
+    other = write(tmp_path / "d" / "b.txt", b"w ")
+    inputs = corpus.expand_inputs([str(path), str(tmp_path / "d"), str(tmp_path / "d" / ".." / "d" / "a.txt")])
+    assert [inp.path for inp in inputs] == [str(path), str(other)]
+
+
+def test_missing_input_is_missing_input_error(tmp_path):
+    with pytest.raises(MissingInputError, match="no such file or directory: .*nope"):
+        corpus.expand_inputs([str(tmp_path / "nope.txt")])
+
+
+def test_empty_directory_is_input_data_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputDataError, match="empty"):
+        corpus.expand_inputs([str(tmp_path / "empty")])
+    write(tmp_path / "hidden-only" / ".x", b"w")
+    with pytest.raises(InputDataError, match="hidden-only"):
+        corpus.expand_inputs([str(tmp_path / "hidden-only")])
+
+
+def test_no_inputs_is_usage_error():
+    with pytest.raises(UsageError):
+        corpus.expand_inputs([])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_file_names_it(tmp_path):
+    path = write(tmp_path / "secret.txt", b"w ")
+    path.chmod(0)
+    with pytest.raises(MissingInputError, match="secret.txt"):
+        corpus.expand_inputs([str(path)])
+
+
+def test_unreadable_file_is_reported_with_its_path(tmp_path, monkeypatch):
+    # Simulated, so the test also means something when run as root.
+    path = write(tmp_path / "locked.txt", b"w ")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(corpus, "open", refuse, raising=False)
+    with pytest.raises(MissingInputError, match="locked.txt: Permission denied"):
+        corpus.expand_inputs([str(path)])
+
+
+def test_separator_regex_matches_module_rule():
+    # The exact path's regex must separate on exactly the four C separators.
+    for byte in range(256):
+        b = bytes([byte])
+        expected = [] if b in (b" ", b"\t", b"\r", b"\n") else [b]
+        assert split_words(b) == expected
+        assert [w for w in re.split(rb"[ \t\r\n]+", b) if w] == expected

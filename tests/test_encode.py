@@ -1,0 +1,70 @@
+import os
+
+import numpy as np
+import pytest
+
+from bigw2v import encode as enc
+from bigw2v.errors import InputDataError
+from bigw2v.vocab import count, read_manifest, read_vocab
+
+
+def test_encode_block_drops_unknown_words_and_marks_line_ends():
+    ids = {b"a": 0, b"b": 1, "café".encode(): 2}
+    block = b"a x b\n\nb a\t" + "café".encode() + b" zz\n" + b"a"
+    tokens, line_ends = enc.encode_block(block, ids)
+    assert tokens.tolist() == [0, 1, 1, 0, 2, 0]
+    assert line_ends.tolist() == [2, 2, 5]
+
+
+def test_invalid_utf8_and_long_words_find_their_canonical_entry():
+    from bigw2v.corpus import MAX_WORD_BYTES, canonical_word
+    bad = b"caf\xe9"
+    long = b"x" * (MAX_WORD_BYTES + 50)
+    ids = {canonical_word(bad).encode(): 0, canonical_word(long).encode(): 1}
+    tokens, _ = enc.encode_block(bad + b" " + long + b" other", ids)
+    assert tokens.tolist() == [0, 1]
+
+
+def test_sentence_starts_cut_long_sentences_and_skip_empty_ones():
+    starts = enc.sentence_starts_from_breaks(np.array([3, 3, 10, 10]), 25, max_words=4)
+    assert starts.tolist() == [0, 3, 7, 10, 14, 18, 22, 25]
+    assert enc.sentence_starts_from_breaks(np.array([], np.int64), 0, 4).tolist() == [0]
+
+
+def make_workdir(tmp_path, text, min_count=1):
+    path = tmp_path / "c.txt"
+    path.write_text(text)
+    workdir = str(tmp_path / "w")
+    count([str(path)], workdir, min_count=min_count, threads=1, progress=False)
+    words, counts = read_vocab(workdir)
+    return path, workdir, words, counts
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_encode_writes_the_corpus_as_vocabulary_rows(tmp_path, threads):
+    text = "the cat sat\non the mat\n\nthe end rare\n" * 50 + "the cat"
+    path, workdir, words, counts = make_workdir(tmp_path, text, min_count=2)
+    keep = [w for w in words]  # rare (50 times) is kept; min_count 2
+    n = int(counts.sum())
+    corpus, reused = enc.encode(workdir, read_manifest(workdir), keep, n, threads=threads,
+                                progress=False, block_bytes=64)
+    assert not reused
+    row = {w: i for i, w in enumerate(keep)}
+    expected = [row[w] for w in text.split()]
+    assert corpus.tokens.tolist() == expected
+    # One sentence per non-empty line.
+    lines = [line.split() for line in text.split("\n") if line.split()]
+    assert np.diff(corpus.sentence_starts).tolist() == [len(line) for line in lines]
+    again, reused = enc.encode(workdir, read_manifest(workdir), keep, n, progress=False)
+    assert reused and again.directory == corpus.directory
+
+
+def test_encode_refuses_a_corpus_changed_since_counting(tmp_path):
+    path, workdir, words, counts = make_workdir(tmp_path, "a b c a b a\n")
+    with open(path, "a") as f:
+        f.write("a a a\n")
+    with pytest.raises(InputDataError, match="changed since it was counted"):
+        enc.encode(workdir, read_manifest(workdir), words, int(counts.sum()), progress=False)
+    os.remove(path)
+    with pytest.raises(InputDataError, match="gone"):
+        enc.encode(workdir, read_manifest(workdir), words, int(counts.sum()), progress=False)

@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+
+from bigw2v import kernels, tables
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_window_update_is_one_minibatch_gradient_step():
+    rng = np.random.default_rng(0)
+    dim, vocab = 8, 10
+    inputs = rng.normal(size=(vocab, dim)).astype(np.float32)
+    outputs = rng.normal(size=(vocab, dim)).astype(np.float32)
+    contexts = np.array([1, 2, 2, 5], dtype=np.int64)  # a word may repeat in a window
+    out_rows = np.array([3, 7, 0], dtype=np.int64)
+    labels = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    alpha = np.float32(0.1)
+
+    x = inputs[contexts].astype(np.float64)
+    y = outputs[out_rows].astype(np.float64)
+    scores = x @ y.T
+    g = (labels[None, :] - sigmoid(scores)) * alpha
+    expected_grad = g @ y
+    expected_outputs = outputs.astype(np.float64).copy()
+    np.add.at(expected_outputs, out_rows, g.T @ x)
+    expected_loss = -np.sum(np.log(np.where(labels > 0.5, sigmoid(scores), sigmoid(-scores))))
+
+    grad = np.zeros((4, dim), dtype=np.float32)
+    work = np.empty((4, 3), dtype=np.float32)
+    loss, terms = kernels._window_update(inputs, contexts, 4, outputs, out_rows, labels, 3,
+                                         alpha, False, work, grad)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-4, atol=1e-6)
+    assert terms == 12
+    assert loss == pytest.approx(expected_loss, rel=1e-4)
+
+
+def test_window_update_ignores_noise_equal_to_target_and_saturated_hs_nodes():
+    dim = 4
+    inputs = np.full((3, dim), 2.0, dtype=np.float32)   # scores of 16 with the ones row
+    outputs = np.ones((3, dim), dtype=np.float32)
+    outputs[2] = 0.1
+    before = outputs.copy()
+    grad = np.zeros((1, dim), dtype=np.float32)
+    work = np.empty((1, 3), dtype=np.float32)
+    contexts = np.array([0], dtype=np.int64)
+    # label -1: a noise word that equals the target; skipped entirely.
+    loss, terms = kernels._window_update(inputs, contexts, 1, outputs,
+                                         np.array([1], np.int64), np.array([-1.0], np.float32),
+                                         1, np.float32(0.1), False, work, grad)
+    assert terms == 0 and loss == 0.0 and np.all(grad == 0) and np.array_equal(outputs, before)
+    # Hierarchical softmax skips scores beyond +-6 (row 0), but trains row 2 (score 0.8).
+    loss, terms = kernels._window_update(inputs, contexts, 1, outputs,
+                                         np.array([0, 2], np.int64), np.array([0.0, 1.0], np.float32),
+                                         2, np.float32(0.1), True, work, grad)
+    assert terms == 2  # the skipped node still counts in the loss
+    assert np.array_equal(outputs[0], before[0]) and not np.array_equal(outputs[2], before[2])
+
+
+def test_hidden_update_matches_a_numpy_step():
+    rng = np.random.default_rng(1)
+    dim = 6
+    hidden = rng.normal(size=dim).astype(np.float32)
+    outputs = rng.normal(size=(5, dim)).astype(np.float32)
+    expected = outputs.astype(np.float64).copy()
+    rows = np.array([4, 1], dtype=np.int64)
+    labels = np.array([1.0, 0.0], dtype=np.float32)
+    alpha = 0.05
+    grad_expected = np.zeros(dim)
+    for r, lab in zip(rows, labels):  # the C tool updates output rows one after another
+        g = (lab - sigmoid(hidden @ expected[r])) * alpha
+        grad_expected += g * expected[r]
+        expected[r] += g * hidden
+    grad = np.zeros(dim, dtype=np.float32)
+    loss, terms = kernels._hidden_update(hidden, outputs, rows, labels, 2, np.float32(alpha),
+                                         False, grad)
+    assert terms == 2 and loss > 0
+    np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad, grad_expected, rtol=1e-4, atol=1e-6)
+
+
+def small_problem(vocab=50, dim=16, n_tokens=20000, sentence=100, chunk=20, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = np.sort(rng.integers(5, 1000, vocab))[::-1].astype(np.int64)
+    tokens = rng.choice(vocab, size=n_tokens, p=counts / counts.sum()).astype(np.uint32)
+    sentence_starts = np.arange(0, n_tokens + 1, sentence, dtype=np.int64)
+    n_sent = sentence_starts.shape[0] - 1
+    chunk_starts = np.append(np.arange(0, n_sent, chunk), n_sent).astype(np.int64)
+    return counts, tokens, sentence_starts, chunk_starts
+
+
+def run_chunks(skipgram, hs, negative, sample=1e-3, seed=7, epochs=1, problem=None):
+    counts, tokens, sentence_starts, chunk_starts = problem or small_problem()
+    vocab, dim = counts.shape[0], 16
+    rng = np.random.default_rng(0)
+    inputs = ((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32)
+    outputs = np.zeros((vocab, dim), np.float32)
+    nodes = np.zeros((vocab - 1, dim), np.float32)
+    paths = tables.huffman_paths(counts) if hs else tables.empty_paths()
+    accept, alias = tables.noise_alias_table(counts)
+    keep = tables.keep_thresholds(counts, sample)
+    n_chunks = chunk_starts.shape[0] - 1
+    ids = np.arange(n_chunks, dtype=np.int64)
+    losses = []
+    trained_total = 0
+    for epoch in range(epochs):
+        loss = np.zeros(n_chunks)
+        terms = np.zeros(n_chunks, np.int64)
+        trained = np.zeros(n_chunks, np.int64)
+        kernels.train_chunks(ids, skipgram, tokens, sentence_starts, chunk_starts, keep, accept,
+                             alias, *paths, inputs, outputs, nodes, 3, negative, hs, True,
+                             np.float32(0.05), np.float32(0.0001), epoch, epochs, seed,
+                             loss, terms, trained)
+        losses.append(loss.sum() / terms.sum())
+        trained_total += trained.sum()
+    return inputs, outputs, nodes, losses, trained_total, tokens.shape[0] * epochs
+
+
+@pytest.mark.parametrize("skipgram", [True, False])
+@pytest.mark.parametrize("hs,negative", [(False, 5), (True, 0), (True, 3)])
+def test_every_model_variant_trains_and_the_loss_falls(skipgram, hs, negative):
+    inputs, outputs, nodes, losses, _, _ = run_chunks(skipgram, hs, negative, epochs=4)
+    assert np.all(np.isfinite(inputs))
+    assert losses[-1] < losses[0]
+    assert (np.abs(outputs).sum() > 0) == (negative > 0)
+    assert (np.abs(nodes).sum() > 0) == hs
+
+
+def test_subsampling_drops_frequent_words_at_the_expected_rate():
+    problem = small_problem(vocab=20, n_tokens=50000)
+    counts, tokens = problem[0], problem[1]
+    sample = 1e-2
+    keep = tables.keep_thresholds(counts, sample).astype(np.float64) / 2**32
+    keep = np.minimum(keep, 1.0)
+    expected = np.sum(keep[tokens])
+    *_, trained, offered = run_chunks(True, False, 5, sample=sample, problem=problem)
+    assert offered == 50000 and trained < offered
+    assert trained == pytest.approx(expected, rel=0.02)
+
+
+def test_chunks_are_reproducible_whatever_the_thread_count():
+    import numba
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        a = run_chunks(True, False, 5, seed=11)
+        b = run_chunks(True, False, 5, seed=11)
+        c = run_chunks(True, False, 5, seed=12)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_chunk_seed_depends_on_every_part():
+    seeds = {kernels.chunk_seed(s, e, c) for s in range(3) for e in range(3) for c in range(3)}
+    assert len(seeds) == 27

@@ -1,0 +1,303 @@
+"""Tests for bigw2v.vocab: exact counting, spilling, merging, the vocabulary and the manifest."""
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+import random
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bigw2v import corpus, vocab
+from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
+
+SEPARATORS = b" \t\r\n"
+
+
+def reference_count(texts):
+    """Counter of canonical words and number of non-empty lines, the slow way."""
+    counts = Counter()
+    sentences = 0
+    for text in texts:
+        for line in text.split(b"\n"):
+            words = [w for w in line.replace(b"\t", b" ").replace(b"\r", b" ").split(b" ") if w]
+            counts.update(corpus.canonical_word(w) for w in words)
+            sentences += bool(words)
+    return counts, sentences
+
+
+def expected_vocab(counts, min_count):
+    kept = [(w, n) for w, n in counts.items() if n >= min_count]
+    kept.sort(key=lambda wn: (-wn[1], wn[0].encode("utf-8")))
+    return [w for w, _ in kept], [n for _, n in kept]
+
+
+def generated_corpus(seed=0, n_words=20000):
+    """Zipf-ish words with odd bytes: tabs, CR, blank lines, UTF-8, invalid UTF-8, \\x0b."""
+    rng = random.Random(seed)
+    stems = [f"w{i}".encode() for i in range(300)] + ["é", "中文", "😀", "Ab"]
+    stems = [s if isinstance(s, bytes) else s.encode() for s in stems] + [b"\xff", b"\xfe", "\ufffd".encode(),
+                                                                        b"a\x0bb", b"q" * 1200]
+    weights = [1.0 / (i + 1) for i in range(len(stems))]
+    out = bytearray()
+    for _ in range(n_words):
+        out += rng.choices(stems, weights)[0]
+        out += rng.choice([b" ", b" ", b" ", b"\t", b"\n", b"\r\n", b"  ", b"\n\n \n"])
+    return bytes(out)
+
+
+def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
+
+
+def count_quietly(inputs, workdir, **kwargs):
+    kwargs.setdefault("threads", 1)
+    kwargs.setdefault("min_count", 1)
+    return vocab.count(inputs, str(workdir), progress=False, **kwargs)
+
+
+# ---------------------------------------------------------------- count_block
+
+
+def test_count_block_counts_words_tokens_and_lines():
+    counts, tokens, tally = vocab.count_block(b"a b\ta\r\n\n c \n  \nd")
+    assert counts == Counter({b"a": 2, b"b": 1, b"c": 1, b"d": 1})
+    assert tokens == 5
+    assert tally == vocab.LineTally(first=True, middle=1, last=True, newline=True)
+    assert vocab.count_block(b"x y ")[2] == vocab.LineTally(True, 0, False, False)
+    assert vocab.count_block(b"  \n")[2] == vocab.LineTally(False, 0, False, True)
+    assert vocab.count_block(b"\x0b\n")[2].first  # \x0b is a word
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 8, 13, 1000])
+def test_sentences_are_exact_across_block_boundaries(block_bytes):
+    text = b"a b\n\n  c\n \t\nd e f g\r\n   h" + b"\n" * 3 + b" i  j  k "
+    open_line, sentences, tokens = False, 0, 0
+    for block in corpus.iter_blocks(io.BytesIO(text), block_bytes):
+        _, n, tally = vocab.count_block(block)
+        done, open_line = vocab.add_lines(open_line, tally)
+        sentences += done
+        tokens += n
+    sentences += open_line
+    assert (sentences, tokens) == (5, 11)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_counter_to_table_merges_canonical_collisions():
+    counter = Counter({b"\xff": 2, b"\xfe": 3, "\ufffd".encode(): 4, b"ok": 1,
+                       b"z" * 1001: 5, b"z" * 1000: 6, b"z" * 1500 + b"tail": 7})
+    table = vocab.counter_to_table(counter)
+    assert table.schema == vocab.VOCAB_SCHEMA
+    got = dict(zip(table.column("word").to_pylist(), table.column("count").to_pylist()))
+    assert got == {"\ufffd": 9, "ok": 1, "z" * 1000: 18}
+
+
+def test_partitions_are_stable_and_cover_every_word():
+    words = [f"word{i}" for i in range(1000)] + ["é", "😀"]
+    parts = vocab.word_partitions(words, 16)
+    assert parts.tolist() == vocab.word_partitions(list(words), 16).tolist()
+    import zlib
+
+    assert parts[0] == zlib.crc32(b"word0") % 16
+    table = pa.table({"word": words, "count": pa.array(range(len(words)), pa.int64())})
+    pieces = list(vocab.split_partitions(table, 16))
+    assert sum(t.num_rows for _, t in pieces) == len(words)
+    for p, piece in pieces:
+        assert set(vocab.word_partitions(piece.column("word").to_pylist(), 16).tolist()) == {p}
+
+
+# ---------------------------------------------------------------- count()
+
+
+def test_count_matches_reference(tmp_path):
+    text = generated_corpus()
+    path = write(tmp_path / "c.txt", text)
+    manifest = count_quietly([path], tmp_path / "wd", min_count=3)
+    ref, sentences = reference_count([text])
+    words, counts = vocab.read_vocab(str(tmp_path / "wd"))
+    assert (words, counts.tolist()) == expected_vocab(ref, 3)
+    assert counts.dtype == np.int64
+    totals = manifest["totals"]
+    assert totals["tokens"] == sum(ref.values())
+    assert totals["sentences"] == sentences
+    assert totals["distinct_words"] == len(ref)
+    assert totals["vocab_words"] == len(words)
+    assert totals["vocab_tokens"] == int(counts.sum())
+    assert "q" * 1000 in words and "\ufffd" in words and "a\x0bb" in words
+
+
+def test_spilling_and_small_blocks_give_the_same_vocabulary(tmp_path):
+    text = generated_corpus(seed=1, n_words=5000)
+    path = write(tmp_path / "c.txt", text)
+    count_quietly([path], tmp_path / "one", min_count=2)
+    manifest = count_quietly([path], tmp_path / "many", min_count=2, spill_words=10, block_bytes=97,
+                             partitions=7)
+    runs = os.listdir(tmp_path / "many" / "runs")
+    assert len(runs) == 1 and len(os.listdir(tmp_path / "many" / "runs" / runs[0])) > 10
+    assert (tmp_path / "one" / "vocab.parquet").read_bytes() != b""
+    a = pq.read_table(tmp_path / "one" / "vocab.parquet")
+    b = pq.read_table(tmp_path / "many" / "vocab.parquet")
+    assert a.equals(b)
+    assert manifest["settings"] == {"min_count": 2, "max_word_bytes": 1000, "partitions": 7}
+    shards = sorted(os.listdir(tmp_path / "many" / "shards"))
+    assert 0 < len(shards) <= 7
+    shard_rows = sum(pq.read_table(tmp_path / "many" / "shards" / s).num_rows for s in shards)
+    assert shard_rows == manifest["totals"]["distinct_words"]
+
+
+def test_process_pool_gives_the_same_vocabulary(tmp_path):
+    text = generated_corpus(seed=2, n_words=8000)
+    path = write(tmp_path / "c.txt", text)
+    serial = count_quietly([path], tmp_path / "serial")
+    pooled = count_quietly([path], tmp_path / "pooled", threads=2, block_bytes=500, spill_words=50)
+    assert pq.read_table(tmp_path / "serial" / "vocab.parquet").equals(
+        pq.read_table(tmp_path / "pooled" / "vocab.parquet"))
+    assert serial["totals"] == pooled["totals"]
+    assert serial["inputs"] == pooled["inputs"]
+
+
+def test_compressed_inputs_count_like_plain(tmp_path):
+    text = generated_corpus(seed=3, n_words=3000)
+    plain = write(tmp_path / "plain" / "c.txt", text)
+    count_quietly([plain], tmp_path / "wd-plain")
+    expected = pq.read_table(tmp_path / "wd-plain" / "vocab.parquet")
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        out.write(text)
+    for kind, data in [("gz", gzip.compress(text)), ("bz2", bz2.compress(text)), ("xz", lzma.compress(text)),
+                       ("zst", sink.getvalue().to_pybytes())]:
+        path = write(tmp_path / kind / f"c.txt.{kind}", data)
+        count_quietly([path], tmp_path / f"wd-{kind}", block_bytes=1000)
+        assert pq.read_table(tmp_path / f"wd-{kind}" / "vocab.parquet").equals(expected), kind
+
+
+def test_several_inputs_and_directories(tmp_path):
+    texts = {"d/a.txt": b"x y\nz", "d/sub/b.txt": b"x\n\nx y", "d/.hidden": b"never counted", "e.txt": b"y"}
+    for rel, data in texts.items():
+        write(tmp_path / rel, data)
+    manifest = count_quietly([str(tmp_path / "d"), str(tmp_path / "e.txt")], tmp_path / "wd")
+    paths = [os.path.relpath(r["path"], tmp_path) for r in manifest["inputs"]]
+    assert paths == ["d/a.txt", "d/sub/b.txt", "e.txt"]
+    assert [(r["tokens"], r["sentences"]) for r in manifest["inputs"]] == [(3, 2), (3, 2), (1, 1)]
+    assert vocab.read_vocab(str(tmp_path / "wd"))[0] == ["x", "y", "z"]
+    st = os.stat(tmp_path / "e.txt")
+    assert manifest["inputs"][2]["size"] == st.st_size and manifest["inputs"][2]["mtime_ns"] == st.st_mtime_ns
+
+
+def test_vocabulary_sorted_by_count_then_utf8_bytes(tmp_path):
+    text = "b a é z 😀 \uffff b a é z 😀 \uffff c c c d".encode()
+    path = write(tmp_path / "c.txt", text)
+    count_quietly(path, tmp_path / "wd")
+    words, counts = vocab.read_vocab(str(tmp_path / "wd"))
+    assert words == ["c", "a", "b", "z", "é", "\uffff", "😀", "d"]
+    assert counts.tolist() == [3, 2, 2, 2, 2, 2, 2, 1]
+
+
+def test_min_count_filters(tmp_path):
+    path = write(tmp_path / "c.txt", b"a a a b b c")
+    manifest = count_quietly([path], tmp_path / "wd", min_count=2)
+    assert vocab.read_vocab(str(tmp_path / "wd"))[0] == ["a", "b"]
+    assert manifest["totals"] == {"tokens": 6, "sentences": 1, "distinct_words": 3, "vocab_words": 2,
+                                  "vocab_tokens": 5}
+
+
+def test_manifest_is_written_last_and_read_back(tmp_path):
+    path = write(tmp_path / "c.txt", b"a b\n")
+    manifest = count_quietly([path], tmp_path / "wd")
+    on_disk = json.loads((tmp_path / "wd" / "count.json").read_text())
+    assert on_disk == manifest == vocab.read_manifest(str(tmp_path / "wd"))
+    assert manifest["format"] == "bigw2v-count" and manifest["version"] == 1
+    assert set(manifest) == {"format", "version", "inputs", "totals", "settings", "created", "seconds"}
+    assert manifest["inputs"] == [{"path": path, "size": 4, "mtime_ns": os.stat(path).st_mtime_ns,
+                                   "tokens": 2, "sentences": 1}]
+    assert manifest["seconds"] >= 0
+    assert not [n for n in os.listdir(tmp_path / "wd") if n.endswith(".tmp")]
+
+
+def test_write_and_read_vocab_file(tmp_path):
+    path = str(tmp_path / "v.parquet")
+    vocab.write_vocab(path, ["x", "é"], np.array([5, 2]))
+    words, counts = vocab.read_vocab(path)
+    assert words == ["x", "é"] and counts.tolist() == [5, 2] and counts.dtype == np.int64
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_missing_input(tmp_path):
+    with pytest.raises(MissingInputError, match="no such file or directory"):
+        count_quietly([str(tmp_path / "absent.txt")], tmp_path / "wd")
+
+
+@pytest.mark.parametrize("data", [b"", b" \t\r\n \n\n"])
+def test_corpus_without_words(tmp_path, data):
+    path = write(tmp_path / "c.txt", data)
+    with pytest.raises(InputDataError, match="contains no words"):
+        count_quietly([path], tmp_path / "wd")
+    assert not (tmp_path / "wd" / "count.json").exists()
+
+
+def test_empty_vocabulary_after_min_count_leaves_no_valid_workdir(tmp_path):
+    path = write(tmp_path / "c.txt", b"a b c a")
+    count_quietly([path], tmp_path / "wd")  # a valid count first: it must not survive
+    with pytest.raises(InputDataError, match="--min-count"):
+        count_quietly([path], tmp_path / "wd", min_count=3)
+    assert not (tmp_path / "wd" / "count.json").exists()
+    assert not (tmp_path / "wd" / "vocab.parquet").exists()
+    with pytest.raises(MissingInputError, match="not a counted workdir"):
+        vocab.read_vocab(str(tmp_path / "wd"))
+
+
+@pytest.mark.parametrize("settings", [{"min_count": 0}, {"threads": 0}, {"spill_words": 0},
+                                      {"partitions": 0}, {"min_count": 2.5}])
+def test_bad_settings_are_usage_errors(tmp_path, settings):
+    path = write(tmp_path / "c.txt", b"a")
+    with pytest.raises(UsageError):
+        count_quietly([path], tmp_path / "wd", **settings)
+
+
+def test_workdir_that_cannot_be_created(tmp_path):
+    path = write(tmp_path / "c.txt", b"a")
+    blocker = write(tmp_path / "file", b"")
+    with pytest.raises(OutputError, match="file"):
+        count_quietly([path], os.path.join(blocker, "wd"))
+
+
+def test_read_manifest_errors(tmp_path):
+    with pytest.raises(MissingInputError, match="not a counted workdir: run `bigw2v count` first"):
+        vocab.read_manifest(str(tmp_path))
+    (tmp_path / "count.json").write_text("{not json")
+    with pytest.raises(InputDataError):
+        vocab.read_manifest(str(tmp_path))
+    (tmp_path / "count.json").write_text('{"format": "something-else"}')
+    with pytest.raises(InputDataError):
+        vocab.read_manifest(str(tmp_path))
+
+
+def test_read_vocab_errors(tmp_path):
+    with pytest.raises(MissingInputError):
+        vocab.read_vocab(str(tmp_path / "absent.parquet"))
+    bad = write(tmp_path / "bad.parquet", b"not parquet at all")
+    with pytest.raises(InputDataError):
+        vocab.read_vocab(bad)
+    pq.write_table(pa.table({"x": [1]}), str(tmp_path / "other.parquet"))
+    with pytest.raises(InputDataError, match="word"):
+        vocab.read_vocab(str(tmp_path / "other.parquet"))
+
+
+def test_corrupt_input_is_input_data_error(tmp_path):
+    data = gzip.compress(generated_corpus(n_words=5000))
+    path = write(tmp_path / "c.txt.gz", data[: len(data) // 2])
+    with pytest.raises(InputDataError, match="c.txt.gz"):
+        count_quietly([path], tmp_path / "wd")
+    assert not (tmp_path / "wd" / "count.json").exists()

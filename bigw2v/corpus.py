@@ -1,0 +1,457 @@
+"""Reading input text: which files, how to open them, how to cut them into words.
+
+Nothing here counts anything; this module only turns paths into a stream of
+byte blocks and blocks into words, with exactly the rules below.
+
+Inputs
+    ``-`` is standard input. A file is itself. A directory stands for every
+    regular file below it, recursively, sorted by path, skipping hidden files
+    and directories (names starting with ``.``). A path given twice is read
+    once. Compressed files (gzip, bzip2, xz, zstd) are decompressed on the
+    fly; the format is recognised by its magic bytes, so a misnamed file
+    (``corpus.txt`` that is really gzip, or ``corpus.gz`` that is plain
+    text) is still read correctly. Standard input and other non-regular
+    files (pipes, ``<(xz -dc ...)``) are sniffed the same way when opened.
+
+Tokenisation (the rule of the original C word2vec)
+    A word is a maximal run of bytes other than space (0x20), tab (0x09),
+    CR (0x0d) and LF (0x0a). A LF also ends a sentence. Every other byte,
+    including the vertical tab 0x0b and form feed 0x0c that Python's
+    ``bytes.split()`` would treat as whitespace, is part of a word.
+
+Words as strings
+    ``canonical_word`` turns a word's raw bytes into the vocabulary's string:
+    keep at most ``MAX_WORD_BYTES`` bytes, backing off so as not to cut a
+    UTF-8 character in half, then decode as UTF-8 with invalid bytes
+    replaced by U+FFFD. Two raw words with the same canonical string are the
+    same word.
+
+Very long words
+    A run of word bytes longer than ``MAX_WORD_BYTES`` that crosses a block
+    boundary keeps only its first ``MAX_WORD_BYTES + 1`` bytes (one extra
+    byte so ``canonical_word`` can still see whether the cut falls inside a
+    character); the rest of the run is skipped. Memory stays bounded even for
+    input with no separator at all, and the canonical word is the same as if
+    the whole run had been kept.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import re
+import stat
+import sys
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from bigw2v.errors import InputDataError, MissingInputError, UsageError
+
+MAX_WORD_BYTES = 1000
+MAX_SENTENCE_WORDS = 10000
+BLOCK_BYTES = 16 * 2**20
+
+COMPRESSIONS = ("gz", "bz2", "xz", "zst")
+
+# Enough leading bytes to recognise every supported format.
+_SNIFF_BYTES = 10
+# bzip2: "BZh", a block-size digit, then the magic of the first block
+# (pi) or of the end of stream (sqrt(pi)); checking all of it keeps a text
+# that happens to start with "BZh" from being taken for bzip2.
+_BZ2_BLOCK_MAGICS = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
+
+_SEPARATOR_RUN = re.compile(rb"[ \t\r\n]+")
+_SEPARATORS = (b" ", b"\n", b"\t", b"\r")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input as found by ``expand_inputs``.
+
+    ``path`` is ``-`` for standard input, else an absolute path. ``size``
+    and ``mtime_ns`` come from stat (0 for standard input) and let a later
+    run notice a changed input. ``compression`` is the format found in the
+    file's first bytes, or None for plain text and for inputs that can only
+    be sniffed when opened (standard input, pipes).
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    compression: str | None
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Return the compression format whose magic bytes start ``head``, or None."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zst"
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] in _BZ2_BLOCK_MAGICS:
+        return "bz2"
+    return None
+
+
+def expand_inputs(paths: list[str]) -> list[InputFile]:
+    """Turn command-line paths into the list of inputs to read, in order.
+
+    Raises MissingInputError for a path that does not exist or cannot be
+    read, InputDataError for a directory with no (non-hidden) files in it.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise UsageError("no input given: name a file, a directory or - for standard input")
+    inputs: list[InputFile] = []
+    seen: set[str] = set()
+    for given in paths:
+        given = os.fspath(given)
+        for path in _expand_one(given):
+            # realpath so "a.txt" and "./dir/../a.txt" are the same input;
+            # the recorded path stays the absolute one the user can recognise.
+            key = path if path == "-" else os.path.realpath(path)
+            if key in seen:
+                continue
+            seen.add(key)
+            inputs.append(_describe(path))
+    return inputs
+
+
+def _expand_one(given: str) -> list[str]:
+    if given == "-":
+        return ["-"]
+    path = os.path.abspath(given)
+    if not os.path.exists(path):
+        raise MissingInputError(f"no such file or directory: {given}")
+    if not os.path.isdir(path):
+        return [path]
+    found = []
+
+    def fail(exc: OSError) -> None:
+        raise MissingInputError(f"cannot read directory {exc.filename or path}: {exc.strerror}")
+
+    for top, dirnames, filenames in os.walk(path, onerror=fail):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            full = os.path.join(top, name)
+            if os.path.isfile(full):  # regular files only (follows symlinks)
+                found.append(full)
+    if not found:
+        raise InputDataError(f"directory {given} contains no files")
+    found.sort()
+    return found
+
+
+def _describe(path: str) -> InputFile:
+    if path == "-":
+        return InputFile("-", 0, 0, None)
+    try:
+        st = os.stat(path)
+        compression = None
+        if stat.S_ISREG(st.st_mode):
+            # Non-regular files (pipes) are sniffed on open: reading their
+            # first bytes now would lose them.
+            with open(path, "rb") as f:
+                compression = sniff_compression(f.read(_SNIFF_BYTES))
+    except FileNotFoundError:
+        raise MissingInputError(f"no such file or directory: {path}") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return InputFile(path, st.st_size, st.st_mtime_ns, compression)
+
+
+# ---------------------------------------------------------------- opening
+
+
+class CountingReader(io.RawIOBase):
+    """A raw binary reader that counts the bytes it takes from the file.
+
+    Decompressors hide how far into the file they are; wrapping the file
+    below them in a CountingReader gives ``raw_bytes_read``, which divided
+    by ``InputFile.size`` is the fraction of the input done. ``head`` holds
+    bytes already taken from ``raw`` (while sniffing the format) and is
+    served first; it is counted as read. Closing a CountingReader does not
+    close ``raw``.
+    """
+
+    def __init__(self, raw: BinaryIO, head: bytes = b""):
+        super().__init__()
+        self._raw = raw
+        self._head = head
+        self.raw_bytes_read = len(head)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        # Direct read (rather than RawIOBase's readinto-based one) saves a
+        # copy of every block of plain text.
+        if size is None:
+            size = -1
+        head = b""
+        if self._head:
+            if 0 <= size < len(self._head):
+                head, self._head = self._head[:size], self._head[size:]
+                return head
+            head, self._head = self._head, b""
+            if size == len(head):
+                return head
+            size = -1 if size < 0 else size - len(head)
+        data = self._raw.read(size)
+        self.raw_bytes_read += len(data)
+        return head + data if head else data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class InputStream:
+    """A decompressed binary stream over one input, as returned by ``open_input``.
+
+    ``read(size)`` returns decompressed bytes (b"" at the end);
+    ``raw_bytes_read`` is how many bytes of the file itself have been read so
+    far, for progress. Decompression and read errors surface as
+    InputDataError naming the file. Use as a context manager or call
+    ``close()``; standard input is never closed.
+    """
+
+    def __init__(self, path: str, compression: str | None, decoded, counter: CountingReader, file=None):
+        self.path = path
+        self.name = path
+        self.compression = compression
+        self._decoded = decoded
+        self._counter = counter
+        self._file = file  # the OS file we opened and must close, if any
+
+    @property
+    def raw_bytes_read(self) -> int:
+        return self._counter.raw_bytes_read
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._decoded.read(size)
+        except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+            raise _read_error(self.path, self.compression, exc) from None
+
+    def close(self) -> None:
+        try:
+            if self._decoded is not self._counter:
+                self._decoded.close()
+        except (OSError, ValueError):
+            pass  # closing a half-read corrupt stream may complain again; we are done with it
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> "InputStream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+_FORMAT_NAMES = {"gz": "gzip", "bz2": "bzip2", "xz": "xz", "zst": "zstd"}
+
+
+def _read_error(path: str, compression: str | None, exc: BaseException) -> InputDataError:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if compression:
+        return InputDataError(f"{path}: corrupt or truncated {_FORMAT_NAMES[compression]} data ({reason})")
+    return InputDataError(f"cannot read {path}: {reason}")
+
+
+def open_input(inp: InputFile) -> InputStream:
+    """Open one input for reading, decompressing it if needed.
+
+    Standard input and pipes are sniffed here (their first bytes are read
+    and then served again), so ``xz -dc``-less compressed stdin works too.
+    """
+    file = None
+    try:
+        if inp.path == "-":
+            raw = sys.stdin.buffer
+            sniff_now = True
+        else:
+            file = raw = open(inp.path, "rb", buffering=0)
+            sniff_now = not stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except FileNotFoundError:
+        raise MissingInputError(f"no such file or directory: {inp.path}") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {inp.path}: {exc.strerror or exc}") from None
+    try:
+        if sniff_now:
+            head = _read_up_to(raw, _SNIFF_BYTES)
+            compression = sniff_compression(head)
+            counter = CountingReader(raw, head)
+        else:
+            compression = inp.compression
+            counter = CountingReader(raw)
+    except OSError as exc:
+        if file is not None:
+            file.close()
+        raise _read_error(inp.path, None, exc) from None
+    try:
+        decoded = _decompressor(inp.path, compression, counter)
+    except Exception:
+        if file is not None:
+            file.close()
+        raise
+    return InputStream(inp.path, compression, decoded, counter, file)
+
+
+def raw_bytes_read(stream) -> int:
+    """Bytes of the file itself read so far by a stream from ``open_input``.
+
+    For progress: compare with ``InputFile.size``. 0 for streams that do not
+    track it (any other file-like object).
+    """
+    return getattr(stream, "raw_bytes_read", 0)
+
+
+def _read_up_to(raw: BinaryIO, n: int) -> bytes:
+    """Read n bytes, or fewer only at the end: a pipe may deliver them piecemeal."""
+    parts = []
+    while n > 0:
+        data = raw.read(n)
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+def _decompressor(path: str, compression: str | None, counter: CountingReader):
+    if compression is None:
+        return counter
+    if compression == "gz":
+        return gzip.GzipFile(fileobj=counter, mode="rb")
+    if compression == "bz2":
+        return bz2.BZ2File(counter, mode="rb")
+    if compression == "xz":
+        return lzma.LZMAFile(counter, mode="rb")
+    if compression == "zst":
+        import pyarrow as pa
+
+        if not pa.Codec.is_available("zstd"):
+            raise InputDataError(
+                f"{path} is zstd-compressed but this pyarrow has no zstd codec: "
+                f"decompress it first (zstd -d) or install a pyarrow built with zstd")
+        try:
+            return pa.CompressedInputStream(counter, "zstd")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise _read_error(path, compression, exc) from None
+    raise UsageError(f"unknown compression {compression!r} (known: {', '.join(COMPRESSIONS)})")
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def iter_blocks(stream, block_bytes: int = BLOCK_BYTES, name: str | None = None) -> Iterator[bytes]:
+    """Yield the stream's bytes in blocks of about ``block_bytes``.
+
+    Every block ends right after a separator byte (space, tab, CR, LF) or at
+    the end of the input, so no word is ever split between two blocks and
+    the words of the blocks, concatenated, are the words of the whole input.
+    A run of word bytes crossing a block boundary keeps at most
+    ``MAX_WORD_BYTES + 1`` bytes (see the module docstring), so memory stays
+    about ``2 * block_bytes`` whatever the input. ``name`` is used in the
+    InputDataError raised when reading fails (e.g. a corrupt .gz).
+    """
+    if block_bytes < 1:
+        raise UsageError(f"block size must be at least 1 byte, not {block_bytes}")
+    keep = MAX_WORD_BYTES + 1
+    label = name or getattr(stream, "name", None) or "input"
+    tail = b""  # bytes after the last separator seen: the start of a word
+    skipping = False  # inside an over-long word: drop bytes up to the next separator
+    while True:
+        try:
+            chunk = stream.read(block_bytes)
+        except InputDataError:
+            raise
+        except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+            raise _read_error(str(label), getattr(stream, "compression", None), exc) from None
+        if not chunk:
+            break
+        if skipping:
+            start = _first_separator(chunk)
+            if start < 0:
+                continue
+            chunk = chunk[start:]
+            skipping = False
+        end = _last_separator(chunk)
+        if end < 0:
+            room = keep - len(tail)
+            if len(chunk) > room:
+                tail += chunk[:room]
+                skipping = True
+            else:
+                tail += chunk
+            continue
+        block = chunk if end + 1 == len(chunk) else chunk[: end + 1]
+        if tail:
+            block = tail + block
+        tail = chunk[end + 1 :]
+        if len(tail) > keep:
+            tail = tail[:keep]
+            skipping = True
+        yield block
+    if tail:
+        yield tail
+
+
+def _last_separator(buf: bytes) -> int:
+    return max(buf.rfind(sep) for sep in _SEPARATORS)
+
+
+def _first_separator(buf: bytes) -> int:
+    found = [i for i in (buf.find(sep) for sep in _SEPARATORS) if i >= 0]
+    return min(found) if found else -1
+
+
+# ---------------------------------------------------------------- words
+
+
+def split_words(block: bytes) -> list[bytes]:
+    """The words of a block, by the C word2vec rule (separators: space, tab, CR, LF)."""
+    # bytes.split() is several times faster than the regex but also splits
+    # on \x0b and \x0c; those are rare, so pay for exactness only when present.
+    if b"\x0b" in block or b"\x0c" in block:
+        return [w for w in _SEPARATOR_RUN.split(block) if w]
+    return block.split()
+
+
+def split_lines(block: bytes) -> list[bytes]:
+    """The block cut at every LF (the sentence separator); pieces may be empty."""
+    return block.split(b"\n")
+
+
+def canonical_word(raw: bytes) -> str:
+    """The vocabulary string for a word's raw bytes (rule in the module docstring)."""
+    if len(raw) <= MAX_WORD_BYTES:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", errors="replace")
+    cut = MAX_WORD_BYTES
+    # raw[cut] is the first byte dropped. If it continues a multi-byte
+    # character (10xxxxxx), step back to that character's lead byte (at most
+    # 3 steps) and drop the whole character. If no lead byte is found the
+    # bytes are not valid UTF-8 anyway and the plain cut is as good as any.
+    back = cut
+    while back > cut - 3 and raw[back] & 0xC0 == 0x80:
+        back -= 1
+    if raw[cut] & 0xC0 == 0x80 and raw[back] >= 0xC0:
+        cut = back
+    return raw[:cut].decode("utf-8", errors="replace")

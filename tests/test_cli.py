@@ -1,0 +1,148 @@
+"""The command line as a user meets it: real subprocesses, exit codes, messages."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import planted_topics
+
+
+def run(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "bigw2v", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    topics, text = planted_topics(n_sentences=2000)
+    corpus = root / "corpus.txt"
+    corpus.write_text(text)
+    r = run("count", corpus, "-o", root / "work", "--min-count", "2", "--threads", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["totals"]["tokens"] == 2000 * 12
+    r = run("train", root / "work", "-o", root / "model", "--dim", "16", "--epochs", "3",
+            "--sample", "0", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["complete"] and summary["settings"]["dim"] == 16
+    assert "trained sg dim 16" in r.stderr
+    return root, topics
+
+
+def test_similar_and_analogy_print_neighbours(trained):
+    root, topics = trained
+    r = run("similar", root / "model", topics[0][0], "-n", "3")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(line.split()[1].startswith("t0w") for line in lines)
+    r = run("analogy", root / "model", topics[0][0], topics[0][1], topics[1][0], "-n", "2")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 2
+
+
+def test_unknown_word_is_a_clear_error(trained):
+    root, _ = trained
+    r = run("similar", root / "model", "zebra")
+    assert r.returncode == 65 and "zebra" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["binary", "text"])
+def test_export_is_read_by_gensim_with_the_same_vectors(trained, fmt):
+    gensim_models = pytest.importorskip("gensim.models")
+    from bigw2v import load
+    root, _ = trained
+    out = root / f"vectors.{fmt}"
+    r = run("export", root / "model", "-o", out, "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    kv = gensim_models.KeyedVectors.load_word2vec_format(str(out), binary=fmt == "binary")
+    ours = load(str(root / "model"))
+    assert kv.index_to_key == ours.words
+    np.testing.assert_array_equal(kv.vectors, np.asarray(ours.vectors))
+
+
+def test_eval_reports_analogies_and_pairs(trained, tmp_path):
+    root, topics = trained
+    questions = tmp_path / "q.txt"
+    t0, t1 = topics[0], topics[1]
+    questions.write_text(f": topics\n{t0[0]} {t0[1]} {t1[0]} {t1[1]}\n{t0[0]} {t0[1]} nope {t1[1]}\n")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(f"# w1\tw2\tscore\n{t0[0]}\t{t0[1]}\t9\n{t0[0]}\t{t1[0]}\t1\n"
+                     f"{t1[2]}\t{t1[3]}\t8\n{t0[2]}\t{t1[4]}\t2\n")
+    r = run("eval", root / "model", "--analogies", questions, "--pairs", pairs, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["analogies"]["total"]["answered"] == 1
+    assert result["analogies"]["total"]["skipped"] == 1
+    assert result["pairs"][0]["pairs"] == 4 and result["pairs"][0]["spearman"] > 0.5
+
+
+def test_help_explains_every_command():
+    r = run("--help")
+    assert r.returncode == 0
+    for command in ("count", "train", "similar", "analogy", "export", "eval"):
+        assert command in r.stdout
+    r = run("train", "--help")
+    assert "--negative" in r.stdout and "default 5" in r.stdout
+
+
+@pytest.mark.parametrize("make,code,message", [
+    (lambda d: d / "missing.txt", 66, "no such file"),
+    (lambda d: (d / "empty.txt").write_bytes(b"") and d / "empty.txt" or d / "empty.txt", 65,
+     "no words"),
+    (lambda d: (d / "blank.txt").write_bytes(b" \n\t\r\n") and d / "blank.txt", 65, "no words"),
+    (lambda d: (d / "emptydir").mkdir() or d / "emptydir", 65, "emptydir"),
+])
+def test_bad_corpus_gives_one_clear_message(tmp_path, make, code, message):
+    path = make(tmp_path)
+    r = run("count", path, "-o", tmp_path / "work")
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "work" / "count.json").exists()
+
+
+def test_binary_garbage_counts_without_crashing(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    r = run("count", garbage, "-o", tmp_path / "work", "--min-count", "1")
+    assert r.returncode == 0, r.stderr
+
+
+def test_empty_vocabulary_after_min_count_is_an_error(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("every word here is unique\n")
+    r = run("count", corpus, "-o", tmp_path / "work", "--min-count", "2")
+    assert r.returncode == 65 and "--min-count" in r.stderr
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--dim", "0"], 2), (["--dim", "ten"], 2), (["--negative", "0"], 64),
+    (["--sample", "2"], 64), (["--model", "glove"], 2), (["--alpha", "0"], 64),
+])
+def test_bad_training_options_are_refused(trained, tmp_path, args, code):
+    root, _ = trained
+    r = run("train", root / "work", "-o", tmp_path / "m", *args)
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_train_on_a_workdir_that_was_never_counted(tmp_path):
+    r = run("train", tmp_path, "-o", tmp_path / "m")
+    assert r.returncode == 66 and "bigw2v count" in r.stderr
+
+
+def test_unwritable_output_is_reported(trained, tmp_path):
+    root, _ = trained
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run("train", root / "work", "-o", blocker / "model", "--quiet")
+    assert r.returncode == 73 and "Traceback" not in r.stderr
+    r = run("count", root / "corpus.txt", "-o", blocker / "work")
+    assert r.returncode == 73 and "Traceback" not in r.stderr
+
+
+def test_loading_something_that_is_not_a_model(tmp_path):
+    r = run("similar", tmp_path, "word")
+    assert r.returncode == 66 and "not a bigw2v model" in r.stderr

@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from . import corpus
+from .atomic import write_json
 from .errors import InputDataError, OutputError
 from .progress import progress_bar
 
@@ -228,8 +229,5 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
             "tokens": n_tokens, "sentences": int(starts.shape[0] - 1),
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
             "seconds": round(time.time() - started, 3)}
-    tmp = os.path.join(directory, "encoded.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, os.path.join(directory, "encoded.json"))
+    write_json(os.path.join(directory, "encoded.json"), meta)
     return EncodedCorpus(directory), False

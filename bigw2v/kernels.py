@@ -183,6 +183,32 @@ def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
     return loss, terms
 
 
+@njit(cache=True, inline="always")
+def _path_outputs(centre, path_starts, path_nodes, path_codes, out_rows, labels):
+    """Hierarchical softmax targets: the centre word's Huffman path and branch labels."""
+    first = path_starts[centre]
+    n_out = path_starts[centre + 1] - first
+    for o in range(n_out):
+        out_rows[o] = path_nodes[first + o]
+        labels[o] = 1.0 - path_codes[first + o]
+    return n_out
+
+
+@njit(cache=True, inline="always")
+def _noise_outputs(state, centre, negative, noise_accept, noise_alias, out_rows, labels):
+    """Negative sampling targets: the centre word (label 1) and ``negative`` noise words.
+
+    A noise word equal to the centre gets label -1, which the updates skip.
+    """
+    out_rows[0] = centre
+    labels[0] = 1.0
+    for o in range(1, negative + 1):
+        state, noise = _draw_noise(state, noise_accept, noise_alias)
+        out_rows[o] = noise
+        labels[o] = -1.0 if noise == centre else 0.0
+    return state
+
+
 @njit(cache=True, fastmath=True)
 def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                 keep_threshold, noise_accept, noise_alias,
@@ -262,23 +288,16 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                     for k in range(dim):
                         input_grad[b, k] = 0.0
                 if use_hs:
-                    p0 = path_starts[centre]
-                    n_out = path_starts[centre + 1] - p0
-                    for o in range(n_out):
-                        out_rows[o] = path_nodes[p0 + o]
-                        labels[o] = 1.0 - path_codes[p0 + o]
+                    n_out = _path_outputs(centre, path_starts, path_nodes, path_codes,
+                                          out_rows, labels)
                     l, t = _window_update(input_vectors, contexts, n_ctx, node_vectors,
                                           out_rows, labels, n_out, alpha, True,
                                           scores, input_grad)
                     loss += l
                     terms += t
                 if negative > 0:
-                    out_rows[0] = centre
-                    labels[0] = 1.0
-                    for o in range(1, negative + 1):
-                        state, noise = _draw_noise(state, noise_accept, noise_alias)
-                        out_rows[o] = noise
-                        labels[o] = -1.0 if noise == centre else 0.0
+                    state = _noise_outputs(state, centre, negative, noise_accept, noise_alias,
+                                           out_rows, labels)
                     l, t = _window_update(input_vectors, contexts, n_ctx, output_vectors,
                                           out_rows, labels, negative + 1, alpha, False,
                                           scores, input_grad)
@@ -303,22 +322,15 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                 for k in range(dim):
                     grad[k] = 0.0
                 if use_hs:
-                    p0 = path_starts[centre]
-                    n_out = path_starts[centre + 1] - p0
-                    for o in range(n_out):
-                        out_rows[o] = path_nodes[p0 + o]
-                        labels[o] = 1.0 - path_codes[p0 + o]
+                    n_out = _path_outputs(centre, path_starts, path_nodes, path_codes,
+                                          out_rows, labels)
                     l, t = _hidden_update(hidden, node_vectors, out_rows, labels, n_out,
                                           alpha, True, grad)
                     loss += l
                     terms += t
                 if negative > 0:
-                    out_rows[0] = centre
-                    labels[0] = 1.0
-                    for o in range(1, negative + 1):
-                        state, noise = _draw_noise(state, noise_accept, noise_alias)
-                        out_rows[o] = noise
-                        labels[o] = -1.0 if noise == centre else 0.0
+                    state = _noise_outputs(state, centre, negative, noise_accept, noise_alias,
+                                           out_rows, labels)
                     l, t = _hidden_update(hidden, output_vectors, out_rows, labels,
                                           negative + 1, alpha, False, grad)
                     loss += l

@@ -8,7 +8,6 @@ between batches. A chunk's result depends only on (weights, chunk, epoch,
 seed), which is what lets an outside engine schedule chunks itself.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ import numba
 import numpy as np
 
 from . import kernels, tables
+from .atomic import write_json
 from .encode import encode
 from .errors import InputDataError, OutputError, UsageError
 from .progress import progress_bar
@@ -100,16 +100,6 @@ def prepare_model_dir(modeldir):
         os.remove(probe)
     except OSError as e:
         raise OutputError(f"cannot write to {modeldir}: {e.strerror}") from None
-
-
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def train(workdir, modeldir, settings=None, progress=True, **overrides):
@@ -217,5 +207,5 @@ def train(workdir, modeldir, settings=None, progress=True, **overrides):
         "workdir": os.path.abspath(workdir),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_json(os.path.join(modeldir, "model.json"), info)
+    write_json(os.path.join(modeldir, "model.json"), info)
     return info

@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 
 from bigw2v import corpus as corpus_io
 from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
+from bigw2v.atomic import atomic_write, write_json
 from bigw2v.progress import progress_bar
 
 COUNT_FORMAT = "bigw2v-count"
@@ -195,43 +196,9 @@ def part_name(partition: int) -> str:
 
 
 def _write_table_atomic(table: pa.Table, path: str) -> None:
-    """Write a Parquet file under a temporary name, then rename it into place.
-
-    A crash leaves either the old file or a hidden temp file, never a
-    half-written file under the real name.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _write_json_atomic(data: dict, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write a Parquet file atomically (see ``atomic.atomic_write``)."""
+    with atomic_write(path) as f:
+        pq.write_table(table, f)
 
 
 def write_vocab(path: str, words, counts) -> None:
@@ -561,7 +528,7 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     try:
         _write_table_atomic(vocab, os.path.join(workdir, VOCAB_NAME))
         manifest["seconds"] = round(time.time() - started, 3)
-        _write_json_atomic(manifest, os.path.join(workdir, MANIFEST_NAME))
+        write_json(os.path.join(workdir, MANIFEST_NAME), manifest)
     except OSError as exc:
         raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
     return manifest

@@ -324,7 +324,8 @@ def gensim_train(spec):
     """Train gensim Word2Vec on spec["corpus_file"] and save spec["output"] (C binary format).
 
     spec: corpus_file, output, sg, vector_size, window, negative, hs, sample,
-    min_count, epochs, workers, alpha, seed. Prints a JSON summary on stdout.
+    min_count, epochs, workers, alpha, seed; vocab_only (optional): stop after
+    building the vocabulary. Prints a JSON summary on stdout.
     """
     started = time.perf_counter()
     from gensim.models import Word2Vec
@@ -336,6 +337,12 @@ def gensim_train(spec):
                      seed=spec["seed"])
     model.build_vocab(corpus_file=spec["corpus_file"])
     vocab_done = time.perf_counter()
+    if spec.get("vocab_only"):
+        print(json.dumps({"import_seconds": round(imported - started, 3),
+                          "vocab_seconds": round(vocab_done - imported, 3),
+                          "vocab_size": len(model.wv),
+                          "corpus_words": model.corpus_total_words}))
+        return
     trained, raw = model.train(corpus_file=spec["corpus_file"],
                                total_words=model.corpus_total_words, epochs=model.epochs)
     train_done = time.perf_counter()

@@ -19,6 +19,8 @@ Vocabulary of the arrays (V words, d dimensions):
 - ``noise_accept`` uint32 [V], ``noise_alias`` int32 [V]: Walker alias table of
   the unigram^0.75 distribution; a draw is O(1) and exact, with a table of V
   entries instead of the C tool's 1e8.
+- ``sigmoid_table`` float64 [2, n+1]: sigmoid and log-sigmoid at n+1 evenly
+  spaced points of [-MAX_EXP, MAX_EXP] (``tables.sigmoid_table``).
 - ``path_starts`` int64 [V+1], ``path_nodes`` int32, ``path_codes`` uint8: the
   Huffman path (inner nodes, left/right codes) of each word, CSR layout.
 
@@ -92,24 +94,33 @@ def _draw_noise(state, noise_accept, noise_alias):
 
 
 @njit(cache=True, inline="always")
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+def _sigmoid_and_loss(x, label, sigmoid_table):
+    """(sigmoid(x), -log P(label | score x)) from ``sigmoid_table``, interpolated.
 
-
-@njit(cache=True, inline="always")
-def _log_loss(x, label):
-    """-log P(label | score x) in float64, stable for large |x|."""
-    z = np.float64(x) if label > 0.5 else -np.float64(x)
-    if z > 30.0:
-        return np.exp(-z)
-    if z < -30.0:
-        return -z
-    return np.log1p(np.exp(-z))
+    Exact ``exp`` and ``log`` per score cost more than the 100-wide dot product
+    they follow, hence the table (as the C tool, but interpolated: error < 1e-5).
+    Beyond +-MAX_EXP the sigmoid saturates to 1 or 0 like the C tool's, and the
+    loss is its asymptote (error < 0.0025; the loss is only reported).
+    Uses log sigmoid(-x) = log sigmoid(x) - x, so one log table serves both labels.
+    """
+    if x >= MAX_EXP:
+        return 1.0, (0.0 if label > 0.5 else np.float64(x))
+    if x <= -MAX_EXP:
+        return 0.0, (-np.float64(x) if label > 0.5 else 0.0)
+    n = sigmoid_table.shape[1] - 1
+    pos = (np.float64(x) + MAX_EXP) * (n / (2.0 * MAX_EXP))
+    i = int(pos)
+    frac = pos - i
+    s = sigmoid_table[0, i] + frac * (sigmoid_table[0, i + 1] - sigmoid_table[0, i])
+    log_s = sigmoid_table[1, i] + frac * (sigmoid_table[1, i + 1] - sigmoid_table[1, i])
+    if label > 0.5:
+        return s, -log_s
+    return s, np.float64(x) - log_s
 
 
 @njit(cache=True, fastmath=True)
 def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
-                   labels, n_out, alpha, skip_saturated, scores, input_grad):
+                   labels, n_out, alpha, skip_saturated, sigmoid_table, scores, input_grad):
     """One minibatch: ``n_contexts`` input rows against ``n_out`` output rows.
 
     Accumulates the input rows' gradient into ``input_grad`` (applied by the
@@ -131,12 +142,13 @@ def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
             if label < 0.0:  # a noise word equal to the target: ignored, like the C tool
                 scores[b, o] = 0.0
                 continue
-            loss += _log_loss(f, label)
+            sig, term_loss = _sigmoid_and_loss(f, label, sigmoid_table)
+            loss += term_loss
             terms += 1
             if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
                 scores[b, o] = 0.0
             else:
-                scores[b, o] = (label - _sigmoid(f)) * alpha
+                scores[b, o] = (label - sig) * alpha
     for b in range(n_contexts):
         grad = input_grad[b]
         for o in range(n_out):
@@ -158,7 +170,7 @@ def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
 
 @njit(cache=True, fastmath=True)
 def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
-                   skip_saturated, hidden_grad):
+                   skip_saturated, sigmoid_table, hidden_grad):
     """CBOW: one hidden vector against ``n_out`` output rows, in sequence like the C tool."""
     dim = hidden.shape[0]
     loss = 0.0
@@ -171,11 +183,12 @@ def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
         f = np.float32(0.0)
         for k in range(dim):
             f += hidden[k] * row_out[k]
-        loss += _log_loss(f, label)
+        sig, term_loss = _sigmoid_and_loss(f, label, sigmoid_table)
+        loss += term_loss
         terms += 1
         if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
             continue
-        g = np.float32((label - _sigmoid(f)) * alpha)
+        g = np.float32((label - sig) * alpha)
         for k in range(dim):
             hidden_grad[k] += g * row_out[k]
         for k in range(dim):
@@ -211,7 +224,7 @@ def _noise_outputs(state, centre, negative, noise_accept, noise_alias, out_rows,
 
 @njit(cache=True, fastmath=True)
 def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
-                keep_threshold, noise_accept, noise_alias,
+                keep_threshold, noise_accept, noise_alias, sigmoid_table,
                 path_starts, path_nodes, path_codes,
                 input_vectors, output_vectors, node_vectors,
                 window, negative, use_hs, cbow_mean,
@@ -292,7 +305,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                                           out_rows, labels)
                     l, t = _window_update(input_vectors, contexts, n_ctx, node_vectors,
                                           out_rows, labels, n_out, alpha, True,
-                                          scores, input_grad)
+                                          sigmoid_table, scores, input_grad)
                     loss += l
                     terms += t
                 if negative > 0:
@@ -300,7 +313,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                                            out_rows, labels)
                     l, t = _window_update(input_vectors, contexts, n_ctx, output_vectors,
                                           out_rows, labels, negative + 1, alpha, False,
-                                          scores, input_grad)
+                                          sigmoid_table, scores, input_grad)
                     loss += l
                     terms += t
                 for b in range(n_ctx):
@@ -325,14 +338,14 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                     n_out = _path_outputs(centre, path_starts, path_nodes, path_codes,
                                           out_rows, labels)
                     l, t = _hidden_update(hidden, node_vectors, out_rows, labels, n_out,
-                                          alpha, True, grad)
+                                          alpha, True, sigmoid_table, grad)
                     loss += l
                     terms += t
                 if negative > 0:
                     state = _noise_outputs(state, centre, negative, noise_accept, noise_alias,
                                            out_rows, labels)
                     l, t = _hidden_update(hidden, output_vectors, out_rows, labels,
-                                          negative + 1, alpha, False, grad)
+                                          negative + 1, alpha, False, sigmoid_table, grad)
                     loss += l
                     terms += t
                 # The C tool adds the undivided error to every context word, even
@@ -346,7 +359,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
 
 @njit(cache=True, parallel=True)
 def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
-                 keep_threshold, noise_accept, noise_alias,
+                 keep_threshold, noise_accept, noise_alias, sigmoid_table,
                  path_starts, path_nodes, path_codes,
                  input_vectors, output_vectors, node_vectors,
                  window, negative, use_hs, cbow_mean,
@@ -359,7 +372,7 @@ def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
     """
     for i in prange(chunk_ids.shape[0]):
         l, t, n = train_chunk(chunk_ids[i], skipgram, tokens, sentence_starts, chunk_starts,
-                              keep_threshold, noise_accept, noise_alias,
+                              keep_threshold, noise_accept, noise_alias, sigmoid_table,
                               path_starts, path_nodes, path_codes,
                               input_vectors, output_vectors, node_vectors,
                               window, negative, use_hs, cbow_mean,

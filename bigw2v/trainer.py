@@ -156,7 +156,8 @@ def train(workdir, modeldir, settings=None, progress=True, **overrides):
     trained_words = 0
     train_started = time.time()
     args = (s.model == "sg", tokens, sentence_starts, chunk_starts,
-            keep_threshold, noise_accept, noise_alias, path_starts, path_nodes, path_codes,
+            keep_threshold, noise_accept, noise_alias, tables.sigmoid_table(),
+            path_starts, path_nodes, path_codes,
             np.asarray(input_vectors), np.asarray(output_vectors), np.asarray(node_vectors),
             s.window, s.negative, s.hs, s.cbow_mean,
             np.float32(s.alpha), np.float32(s.min_alpha))

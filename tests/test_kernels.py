@@ -11,8 +11,9 @@ def sigmoid(x):
 def test_window_update_is_one_minibatch_gradient_step():
     rng = np.random.default_rng(0)
     dim, vocab = 8, 10
-    inputs = rng.normal(size=(vocab, dim)).astype(np.float32)
-    outputs = rng.normal(size=(vocab, dim)).astype(np.float32)
+    # Scores stay inside [-6, 6], where the kernel's sigmoid is not saturated.
+    inputs = (0.5 * rng.normal(size=(vocab, dim))).astype(np.float32)
+    outputs = (0.5 * rng.normal(size=(vocab, dim))).astype(np.float32)
     contexts = np.array([1, 2, 2, 5], dtype=np.int64)  # a word may repeat in a window
     out_rows = np.array([3, 7, 0], dtype=np.int64)
     labels = np.array([1.0, 0.0, 0.0], dtype=np.float32)
@@ -30,7 +31,8 @@ def test_window_update_is_one_minibatch_gradient_step():
     grad = np.zeros((4, dim), dtype=np.float32)
     work = np.empty((4, 3), dtype=np.float32)
     loss, terms = kernels._window_update(inputs, contexts, 4, outputs, out_rows, labels, 3,
-                                         alpha, False, work, grad)
+                                         alpha, False, tables.sigmoid_table(), work, grad)
+    assert np.abs(scores).max() < 6
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-4, atol=1e-6)
     assert terms == 12
@@ -49,14 +51,28 @@ def test_window_update_ignores_noise_equal_to_target_and_saturated_hs_nodes():
     # label -1: a noise word that equals the target; skipped entirely.
     loss, terms = kernels._window_update(inputs, contexts, 1, outputs,
                                          np.array([1], np.int64), np.array([-1.0], np.float32),
-                                         1, np.float32(0.1), False, work, grad)
+                                         1, np.float32(0.1), False, tables.sigmoid_table(), work, grad)
     assert terms == 0 and loss == 0.0 and np.all(grad == 0) and np.array_equal(outputs, before)
     # Hierarchical softmax skips scores beyond +-6 (row 0), but trains row 2 (score 0.8).
     loss, terms = kernels._window_update(inputs, contexts, 1, outputs,
                                          np.array([0, 2], np.int64), np.array([0.0, 1.0], np.float32),
-                                         2, np.float32(0.1), True, work, grad)
+                                         2, np.float32(0.1), True, tables.sigmoid_table(), work, grad)
     assert terms == 2  # the skipped node still counts in the loss
     assert np.array_equal(outputs[0], before[0]) and not np.array_equal(outputs[2], before[2])
+
+
+def test_sigmoid_table_is_accurate_and_saturates_like_the_c_tool():
+    table = tables.sigmoid_table()
+    for x in np.linspace(-5.99, 5.99, 977):
+        for label in (0.0, 1.0):
+            s, loss = kernels._sigmoid_and_loss(np.float32(x), label, table)
+            x64 = np.float64(np.float32(x))
+            assert s == pytest.approx(sigmoid(x64), abs=1e-5)
+            expected = -np.log(sigmoid(x64) if label else sigmoid(-x64))
+            assert loss == pytest.approx(expected, abs=1e-5)
+    assert kernels._sigmoid_and_loss(np.float32(7.0), 1.0, table) == (1.0, 0.0)
+    assert kernels._sigmoid_and_loss(np.float32(-7.0), 1.0, table) == (0.0, 7.0)
+    assert kernels._sigmoid_and_loss(np.float32(7.0), 0.0, table) == (1.0, 7.0)
 
 
 def test_hidden_update_matches_a_numpy_step():
@@ -75,7 +91,7 @@ def test_hidden_update_matches_a_numpy_step():
         expected[r] += g * hidden
     grad = np.zeros(dim, dtype=np.float32)
     loss, terms = kernels._hidden_update(hidden, outputs, rows, labels, 2, np.float32(alpha),
-                                         False, grad)
+                                         False, tables.sigmoid_table(), grad)
     assert terms == 2 and loss > 0
     np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grad, grad_expected, rtol=1e-4, atol=1e-6)
@@ -110,7 +126,7 @@ def run_chunks(skipgram, hs, negative, sample=1e-3, seed=7, epochs=1, problem=No
         terms = np.zeros(n_chunks, np.int64)
         trained = np.zeros(n_chunks, np.int64)
         kernels.train_chunks(ids, skipgram, tokens, sentence_starts, chunk_starts, keep, accept,
-                             alias, *paths, inputs, outputs, nodes, 3, negative, hs, True,
+                             alias, tables.sigmoid_table(), *paths, inputs, outputs, nodes, 3, negative, hs, True,
                              np.float32(0.05), np.float32(0.0001), epoch, epochs, seed,
                              loss, terms, trained)
         losses.append(loss.sum() / terms.sum())

@@ -1,14 +1,18 @@
 """The ``bigw2v`` command line: argument parsing and printing only.
 
-Exit codes: 0 done; 2 bad command line (argparse); 64 bad option values;
-65 unusable input data; 66 missing input; 73 cannot write output;
-74 I/O failure (e.g. disk full); 75 locked by another run; 1 anything else
-(a bug: please report it); 130 interrupted.
+Exit codes: 0 done; 2 bad command line (argparse); 64 bad option values
+(also: an unfinished run without --resume/--force, --resume with settings
+that contradict the run); 65 unusable input data (also: a damaged
+checkpoint, a workdir counted again under a run being resumed); 66 missing
+input; 73 cannot write output; 74 I/O failure (e.g. disk full); 75 locked by
+another run (try again later); 1 anything else (a bug: please report it);
+130 interrupted (SIGINT or SIGTERM; training writes a checkpoint first).
 """
 
 import argparse
 import errno
 import json
+import logging
 import os
 import sys
 import traceback
@@ -17,7 +21,8 @@ from .errors import Bigw2vError
 
 EPILOG_EXIT_CODES = """exit codes: 0 done, 2 bad command line, 64 bad option value,
 65 unusable input, 66 missing input, 73 cannot write output, 74 I/O error
-(e.g. disk full), 75 locked by another run, 130 interrupted, 1 internal error"""
+(e.g. disk full), 75 locked by another run (try later), 130 interrupted
+(training checkpoints first: --resume continues), 1 internal error"""
 
 
 def _int_at_least(low):
@@ -42,6 +47,13 @@ def _float(text):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _seconds(text):
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text}")
+    return value
 
 
 def build_parser():
@@ -80,18 +92,20 @@ def build_parser():
     p.add_argument("workdir", metavar="WORKDIR", help="a directory made by `bigw2v count`")
     p.add_argument("-o", "--output", required=True, metavar="MODELDIR",
                    help="directory for the model (created if missing)")
-    p.add_argument("--model", choices=("sg", "cbow"), default="sg",
+    # Training options default to None here: TrainSettings holds the defaults, and
+    # --resume must tell the options given from those left out (they are the run's).
+    p.add_argument("--model", choices=("sg", "cbow"), default=None,
                    help="skip-gram or continuous bag of words (default sg)")
-    p.add_argument("--dim", type=_positive_int, default=100, help="vector size (default 100)")
-    p.add_argument("--window", type=_positive_int, default=5,
+    p.add_argument("--dim", type=_positive_int, default=None, help="vector size (default 100)")
+    p.add_argument("--window", type=_positive_int, default=None,
                    help="maximum context reach each side; each word draws 1..window (default 5)")
-    p.add_argument("--negative", type=_nonnegative_int, default=5,
+    p.add_argument("--negative", type=_nonnegative_int, default=None,
                    help="noise words per window for negative sampling, 0 for none (default 5)")
-    p.add_argument("--hs", action="store_true",
+    p.add_argument("--hs", action="store_true", default=None,
                    help="hierarchical softmax (with --negative 0 for HS alone)")
-    p.add_argument("--sample", type=_float, default=1e-3,
+    p.add_argument("--sample", type=_float, default=None,
                    help="subsampling threshold for frequent words, 0 for none (default 1e-3)")
-    p.add_argument("--epochs", "--iter", type=_positive_int, default=5,
+    p.add_argument("--epochs", "--iter", type=_positive_int, default=None,
                    help="passes over the corpus (default 5)")
     p.add_argument("--alpha", type=_float, default=None,
                    help="starting learning rate (default 0.025 sg, 0.05 cbow)")
@@ -103,11 +117,38 @@ def build_parser():
                    help="keep only the N most frequent words")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="training threads (default: all cores)")
-    p.add_argument("--seed", type=_nonnegative_int, default=1,
+    p.add_argument("--seed", type=_nonnegative_int, default=None,
                    help="random seed; with --threads 1 runs are bit-identical (default 1)")
-    p.add_argument("--cbow-mean", type=int, choices=(0, 1), default=1,
+    p.add_argument("--cbow-mean", type=int, choices=(0, 1), default=None,
                    help="CBOW: 1 averages the context vectors, 0 sums them (default 1)")
+    p.add_argument("--chunk-words", type=_positive_int, default=None,
+                   help="words per unit of parallel work (default 65536)")
+    g = p.add_argument_group("checkpoints, resuming and warm starts")
+    g.add_argument("--checkpoint-every", type=_seconds, default=600, metavar="SECONDS",
+                   help="copy the weights and the progress to MODELDIR/checkpoint-N this "
+                        "often, and at epoch ends (unless one was written in the last "
+                        "minute); 0 turns checkpoints off (default 600)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in MODELDIR from its last checkpoint, "
+                        "to the same end; options left out are the run's (starts a new run "
+                        "if there is none)")
+    g.add_argument("--force", action="store_true",
+                   help="start over even if MODELDIR holds an unfinished run")
+    g.add_argument("--init-from", metavar="OLD_MODELDIR", default=None,
+                   help="warm start: words OLD_MODELDIR knows start from its vectors (input "
+                        "and output), new words start fresh; same --dim. For fine-tuning "
+                        "consider a lower --alpha (see docs/cron.md)")
     _add_output_flags(p)
+
+    p = sub.add_parser(
+        "publish", help="point a link at a finished model, atomically",
+        description="Check that MODELDIR holds a finished model, then make LINK (a symbolic "
+                    "link) point to it in one atomic rename: a reader following LINK sees "
+                    "the old model or the new one, never a mix or a half-written one.",
+        epilog=EPILOG_EXIT_CODES)
+    p.add_argument("model", metavar="MODELDIR")
+    p.add_argument("link", metavar="LINK", help="the symbolic link readers use, e.g. models/latest")
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
 
     p = sub.add_parser("similar", help="nearest neighbours of a word",
                        description="Print the words closest to WORD by cosine similarity.")
@@ -174,23 +215,37 @@ def cmd_count(args):
           f"-> {os.path.join(args.output, 'vocab.parquet')}", file=sys.stderr)
 
 
+TRAIN_OPTIONS = ("model", "dim", "window", "negative", "hs", "sample", "epochs", "alpha",
+                 "min_alpha", "min_count", "max_vocab", "threads", "seed", "cbow_mean",
+                 "chunk_words")
+
+
 def cmd_train(args):
-    from .settings import TrainSettings
     from .trainer import train
-    settings = TrainSettings(
-        model=args.model, dim=args.dim, window=args.window, negative=args.negative, hs=args.hs,
-        sample=args.sample, epochs=args.epochs, alpha=args.alpha, min_alpha=args.min_alpha,
-        min_count=args.min_count, max_vocab=args.max_vocab, threads=args.threads,
-        seed=args.seed, cbow_mean=bool(args.cbow_mean))
-    info = train(args.workdir, args.output, settings, progress=not args.quiet)
+    given = {name: getattr(args, name) for name in TRAIN_OPTIONS
+             if getattr(args, name) is not None}
+    if "cbow_mean" in given:
+        given["cbow_mean"] = bool(given["cbow_mean"])
+    info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
+                 force=args.force, init_from=args.init_from,
+                 checkpoint_every=args.checkpoint_every, **given)
     f, s = info["figures"], info["settings"]
     if args.json:
         print(json.dumps(info, indent=1))
+    resumed = f" in {f['sessions']} sessions" if f.get("sessions", 1) > 1 else ""
     print(f"trained {s['model']} dim {s['dim']}: {info['vocab_size']:,} words, "
           f"{_human(f['corpus_tokens'])} tokens x {s['epochs']} epochs in "
-          f"{f['train_seconds']:.1f} s ({_human(f['words_per_second'])} words/s, "
+          f"{f['train_seconds']:.1f} s{resumed} ({_human(f['words_per_second'])} words/s, "
           f"{s['threads']} threads), final loss {f['final_loss']:.4f} -> {args.output}",
           file=sys.stderr)
+
+
+def cmd_publish(args):
+    from .publish import publish
+    summary = publish(args.model, args.link)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    print(f"published {summary['model']} as {summary['link']}", file=sys.stderr)
 
 
 def _load(path):
@@ -239,12 +294,16 @@ def cmd_eval(args):
         print(format_report(analogies, pairs))
 
 
-COMMANDS = {"count": cmd_count, "train": cmd_train, "similar": cmd_similar,
-            "analogy": cmd_analogy, "export": cmd_export, "eval": cmd_eval}
+COMMANDS = {"count": cmd_count, "train": cmd_train, "publish": cmd_publish,
+            "similar": cmd_similar, "analogy": cmd_analogy, "export": cmd_export,
+            "eval": cmd_eval}
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # What happened (resumed, checkpointed, reused, warm-started) goes to stderr.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"bigw2v {args.command}: %(message)s")
     try:
         COMMANDS[args.command](args)
         sys.stdout.flush()

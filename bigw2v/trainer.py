@@ -122,7 +122,7 @@ def init_input_vectors(path, vocab_size, dim, seed):
     for start in range(0, vocab_size, rows):
         stop = min(vocab_size, start + rows)
         block = rng.random((stop - start, dim), dtype=np.float32)
-        out[start:stop] = (block - np.float32(0.5)) * np.float32(2.0) / np.float32(dim)
+        out[start:stop] = (block - np.float32(0.5)) / np.float32(dim)
     return out
 
 

@@ -121,7 +121,10 @@ class EncodedCorpus:
         with open(os.path.join(directory, "encoded.json")) as f:
             self.meta = json.load(f)
         self.tokens = np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r")
-        self.sentence_starts = np.load(os.path.join(directory, "sentence_starts.npy"))
+        # Mapped, not loaded: a billion-token corpus has tens of millions of sentences.
+        # np.asarray drops the memmap subclass (which Numba does not take), keeping the mapping.
+        self.sentence_starts = np.asarray(
+            np.load(os.path.join(directory, "sentence_starts.npy"), mmap_mode="r"))
 
     @property
     def n_tokens(self):

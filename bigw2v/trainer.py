@@ -464,6 +464,9 @@ def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint
         return checkpoint_every is not None and time.time() - last_checkpoint >= interval
 
     with StopFlag() as stop:
+        log.info("training %s on %d words x %d epochs, %d chunks per epoch, from epoch %d "
+                 "chunk %d; checkpoints %s", s.model, n_tokens, s.epochs, n_chunks, p.epoch + 1,
+                 p.next_chunk, f"every {checkpoint_every:g} s" if checkpoint_every else "off")
         try:
             while p.epoch < s.epochs:
                 while p.next_chunk < n_chunks:

@@ -199,6 +199,9 @@ def load(modeldir, mmap=True):
     """
     import pyarrow.parquet as pq
 
+    # Resolve a published link (e.g. models/latest) once: every file below is then
+    # read from one directory, even if the link is switched meanwhile.
+    modeldir = os.path.realpath(modeldir)
     meta_path = os.path.join(modeldir, "model.json")
     if not os.path.isdir(modeldir) or not os.path.isfile(meta_path):
         raise MissingInputError(f"{modeldir} is not a bigw2v model directory (no model.json)")

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -56,6 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bigw2v import corpus as corpus_io
+from bigw2v import lock
 from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
 from bigw2v.atomic import atomic_write, write_json
 from bigw2v.progress import progress_bar
@@ -66,6 +68,10 @@ MANIFEST_NAME = "count.json"
 VOCAB_NAME = "vocab.parquet"
 RUNS_DIR = "runs"
 SHARDS_DIR = "shards"
+ENCODED_DIR = "encoded"
+INPUT_RECORD = "input.json"
+
+log = logging.getLogger("bigw2v")
 
 SPILL_WORDS = 4_000_000
 PARTITIONS = 16
@@ -337,7 +343,34 @@ def count_input(inp: corpus_io.InputFile, runs_root: str, *, partitions: int = P
             state.add(result)
             if on_bytes is not None:
                 on_bytes(corpus_io.raw_bytes_read(stream))
-    return state.finish()
+    record = state.finish()
+    # Written last: a run directory with it is complete and can be reused by a later
+    # incremental count; one without it (a killed count) is recounted.
+    os.makedirs(run_dir, exist_ok=True)  # an input without words has no runs
+    write_json(os.path.join(run_dir, INPUT_RECORD),
+               {**record, "partitions": partitions, "max_word_bytes": corpus_io.MAX_WORD_BYTES})
+    return record
+
+
+def reusable_record(inp: corpus_io.InputFile, runs_root: str, partitions: int) -> dict | None:
+    """The record of ``inp``'s complete runs if they still describe the file, else None.
+
+    An input is unchanged when its path, size and mtime are the ones counted
+    (what make, rsync and the encoder's own check rely on too).
+    """
+    if inp.path == "-":
+        return None  # standard input is new text every time
+    try:
+        with open(os.path.join(runs_root, input_key(inp.path), INPUT_RECORD), encoding="utf-8") as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return None
+    same = (rec.get("path") == inp.path and rec.get("size") == inp.size
+            and rec.get("mtime_ns") == inp.mtime_ns and rec.get("partitions") == partitions
+            and rec.get("max_word_bytes") == corpus_io.MAX_WORD_BYTES)
+    if not same:
+        return None
+    return {k: rec[k] for k in ("path", "size", "mtime_ns", "tokens", "sentences")}
 
 
 def _map_here(blocks: Iterable[bytes]) -> Iterator:
@@ -379,7 +412,8 @@ def merge_runs(workdir: str, partitions: int, min_count: int) -> tuple[pa.Table,
     shards = os.path.join(workdir, SHARDS_DIR)
     os.makedirs(shards, exist_ok=True)
     run_dirs = sorted(os.path.join(runs_root, key, run)
-                      for key in _listdir(runs_root) for run in _listdir(os.path.join(runs_root, key)))
+                      for key in _listdir(runs_root) for run in _listdir(os.path.join(runs_root, key))
+                      if os.path.isdir(os.path.join(runs_root, key, run)))
     kept = []
     distinct = 0
     tokens = 0
@@ -408,10 +442,12 @@ def sort_vocab(table: pa.Table) -> pa.Table:
     return table.sort_by([("count", "descending"), ("word", "ascending")])
 
 
-def _prepare_workdir(workdir: str) -> None:
-    """Create the workdir and remove what a previous count left, manifest first."""
+def _prepare_workdir(workdir: str, keep_runs: set[str], drop_encodings: bool) -> None:
+    """Remove what a previous count left, manifest first, except the runs in ``keep_runs``.
+
+    ``drop_encodings``: the inputs changed, so no cached encoding can be used again.
+    """
     try:
-        os.makedirs(workdir, exist_ok=True)
         probe = tempfile.TemporaryFile(dir=workdir)
         probe.close()
     except OSError as exc:
@@ -423,11 +459,22 @@ def _prepare_workdir(workdir: str) -> None:
                 os.unlink(os.path.join(workdir, name))
             except FileNotFoundError:
                 pass
-        for name in (RUNS_DIR, SHARDS_DIR):
+        runs_root = os.path.join(workdir, RUNS_DIR)
+        for key in _listdir(runs_root):
+            if key not in keep_runs:
+                shutil.rmtree(os.path.join(runs_root, key))
+        for name in (SHARDS_DIR,) + ((ENCODED_DIR,) if drop_encodings else ()):
             if os.path.isdir(os.path.join(workdir, name)):
                 shutil.rmtree(os.path.join(workdir, name))
     except OSError as exc:
         raise OutputError(f"cannot clear the old count in {workdir}: {exc.strerror or exc}") from None
+
+
+def _old_manifest(workdir: str) -> dict | None:
+    try:
+        return read_manifest(workdir)
+    except (MissingInputError, InputDataError):
+        return None
 
 
 def _check_settings(min_count, threads, spill_words, partitions, block_bytes) -> int:
@@ -461,14 +508,44 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     docstring). ``threads`` None means all cores; 1 counts in this process.
     """
     threads = _check_settings(min_count, threads, spill_words, partitions, block_bytes)
-    started = time.time()
     inputs = corpus_io.expand_inputs(corpus)
-    _prepare_workdir(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise OutputError(f"cannot write to workdir {workdir}: it is a file")
+    with lock.hold(workdir, "bigw2v count"):
+        return _count_locked(inputs, workdir, min_count, threads, progress, spill_words,
+                             partitions, block_bytes)
+
+
+def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, partitions,
+                  block_bytes) -> dict:
+    started = time.time()
     runs_root = os.path.join(workdir, RUNS_DIR)
+    # Incremental: an input whose complete runs still describe it is not read again.
+    reused = {}
+    for inp in inputs:
+        rec = reusable_record(inp, runs_root, partitions)
+        if rec is not None:
+            reused[inp.path] = rec
+    old = _old_manifest(workdir)
+    if (old is not None and len(reused) == len(inputs)
+            and [r["path"] for r in old["inputs"]] == [inp.path for inp in inputs]
+            and old["settings"].get("min_count") == min_count
+            and old["settings"].get("partitions") == partitions):
+        log.info("%s is up to date: no input is new or changed", workdir)
+        return {**old, "last_run": {"reused_inputs": len(inputs), "counted_inputs": 0,
+                                    "dropped_inputs": 0, "up_to_date": True}}
+    named = {input_key(inp.path) for inp in inputs}
+    dropped = [key for key in _listdir(runs_root) if key not in named]
+    to_count = [inp for inp in inputs if inp.path not in reused]
+    if reused or dropped:
+        log.info("counting %d new or changed input(s), reusing the counts of %d unchanged, "
+                 "dropping %d no longer named", len(to_count), len(reused), len(dropped))
+    _prepare_workdir(workdir, keep_runs={input_key(p) for p in reused},
+                     drop_encodings=bool(to_count or dropped))
 
     # Standard input has no size: then the bar shows bytes without a total.
     from_stdin = any(inp.path == "-" for inp in inputs)
-    bar = progress_bar(None if from_stdin else sum(inp.size for inp in inputs), "count",
+    bar = progress_bar(None if from_stdin else sum(inp.size for inp in to_count), "count",
                        unit="B", enabled=progress)
     pool = None
     records = []
@@ -478,6 +555,9 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
             pool = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn"))
             map_blocks = _pool_mapper(pool, 2 * threads)
         for inp in inputs:
+            if inp.path in reused:
+                records.append(reused[inp.path])
+                continue
             done = bar.n
 
             def on_bytes(n, done=done):
@@ -524,6 +604,8 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
                      "partitions": partitions},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": None,
+        "last_run": {"reused_inputs": len(reused), "counted_inputs": len(to_count),
+                     "dropped_inputs": len(dropped), "up_to_date": False},
     }
     try:
         _write_table_atomic(vocab, os.path.join(workdir, VOCAB_NAME))

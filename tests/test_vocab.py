@@ -217,7 +217,8 @@ def test_manifest_is_written_last_and_read_back(tmp_path):
     on_disk = json.loads((tmp_path / "wd" / "count.json").read_text())
     assert on_disk == manifest == vocab.read_manifest(str(tmp_path / "wd"))
     assert manifest["format"] == "bigw2v-count" and manifest["version"] == 1
-    assert set(manifest) == {"format", "version", "inputs", "totals", "settings", "created", "seconds"}
+    assert set(manifest) == {"format", "version", "inputs", "totals", "settings", "created", "seconds",
+                             "last_run"}
     assert manifest["inputs"] == [{"path": path, "size": 4, "mtime_ns": os.stat(path).st_mtime_ns,
                                    "tokens": 2, "sentences": 1}]
     assert manifest["seconds"] >= 0

@@ -51,7 +51,7 @@ RUN_FORMAT = "bigw2v-run"
 RUN_VERSION = 1
 RUN_NAME = "run.json"
 MODEL_FILES = ("model.json", "vocab.parquet", "vectors.npy", "output_vectors.npy",
-               "hs_vectors.npy")
+               "hs_vectors.npy", "eval.json")  # eval.json: written by bin/bigw2v-cron
 
 # Default seconds between checkpoints: at most ten minutes of work lost to a kill.
 CHECKPOINT_EVERY = 600.0

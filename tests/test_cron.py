@@ -1,0 +1,62 @@
+"""bin/bigw2v-cron end to end: two rounds on a growing corpus directory."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bigw2v import load
+from conftest import REPO, planted_topics
+
+CRON = os.path.join(REPO, "bin", "bigw2v-cron")
+TRAIN = ["--", "--dim", "10", "--epochs", "2", "--threads", "1"]
+
+
+def cron(root, corpus, *options):
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    return subprocess.run([CRON, "--root", root, "--min-count", "2", *options, corpus, *TRAIN], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_two_rounds_count_new_text_warm_start_evaluate_and_publish(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    topics, text = planted_topics(n_sentences=1000, seed=1)
+    (corpus / "day1.txt").write_text(text)
+    questions = tmp_path / "q.txt"
+    questions.write_text(f": t\n{topics[0][0]} {topics[0][1]} {topics[1][0]} {topics[1][1]}\n")
+    root = tmp_path / "root"
+    r = cron(root, corpus, "--analogies", questions)
+    assert r.returncode == 0, r.stderr
+    first = os.path.realpath(root / "models" / "latest")
+    assert json.loads(open(os.path.join(first, "eval.json")).read())["analogies"]
+    assert not (root / "models" / ".in-progress").exists()
+
+    (corpus / "day2.txt").write_text(planted_topics(n_sentences=500, seed=2)[1])
+    r = cron(root, corpus, "--analogies", questions)
+    assert r.returncode == 0, r.stderr
+    second = os.path.realpath(root / "models" / "latest")
+    assert second != first and os.path.isdir(first)
+    info = json.loads(open(os.path.join(second, "model.json")).read())
+    assert info["init_from"] == first and info["warm_start"]["known_words"] > 0
+    work = json.loads((root / "work" / "count.json").read_text())
+    assert work["last_run"]["reused_inputs"] == 1 and work["last_run"]["counted_inputs"] == 1
+    assert len(load(str(root / "models" / "latest"))) == info["vocab_size"]
+
+    # A quality gate that is not met: trained, not published.
+    (corpus / "day3.txt").write_text(planted_topics(n_sentences=300, seed=3)[1])
+    r = cron(root, corpus, "--analogies", questions, "--min-accuracy", "101")
+    assert r.returncode == 3 and "not publishing" in r.stderr
+    assert os.path.realpath(root / "models" / "latest") == second
+
+
+def test_a_second_wrapper_exits_75(tmp_path):
+    import fcntl
+    root = tmp_path / "root"
+    root.mkdir()
+    with open(root / ".cron.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        r = cron(root, tmp_path)
+    assert r.returncode == 75 and "try again later" in r.stderr

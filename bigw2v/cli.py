@@ -127,7 +127,7 @@ def build_parser():
     g.add_argument("--checkpoint-every", type=_seconds, default=600, metavar="SECONDS",
                    help="copy the weights and the progress to MODELDIR/checkpoint-N this "
                         "often, and at epoch ends (unless one was written in the last "
-                        "minute); 0 turns checkpoints off (default 600)")
+                        "5 s); 0 turns checkpoints off (default 600)")
     g.add_argument("--resume", action="store_true",
                    help="continue the unfinished run in MODELDIR from its last checkpoint, "
                         "to the same end; options left out are the run's (starts a new run "

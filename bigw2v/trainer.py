@@ -56,8 +56,8 @@ MODEL_FILES = ("model.json", "vocab.parquet", "vectors.npy", "output_vectors.npy
 # Default seconds between checkpoints: at most ten minutes of work lost to a kill.
 CHECKPOINT_EVERY = 600.0
 # An epoch end is checkpointed unless one was written less than this long ago:
-# for short runs the copy would cost more than the work it protects.
-EPOCH_CHECKPOINT_GAP = 60.0
+# an epoch that short is cheaper to redo than to copy the weights for.
+EPOCH_CHECKPOINT_GAP = 5.0
 # Settings that may differ when a run is resumed: they do not change the result.
 RESUME_MAY_CHANGE = ("threads",)
 

@@ -18,9 +18,19 @@ def count(corpus, workdir, min_count=5, threads=None, progress=True, **options):
 
 
 def train(workdir, modeldir, settings=None, progress=True, **overrides):
-    """Train vectors on a counted workdir; see ``bigw2v.settings.TrainSettings`` for options."""
+    """Train vectors on a counted workdir; see ``bigw2v.settings.TrainSettings`` for options.
+
+    Also ``resume=True``, ``force=True``, ``init_from=OLD_MODELDIR`` and
+    ``checkpoint_every=SECONDS`` (see ``bigw2v.trainer.train`` and docs/cron.md).
+    """
     from .trainer import train as _train
     return _train(workdir, modeldir, settings, progress=progress, **overrides)
+
+
+def publish(modeldir, link):
+    """Point the symbolic link ``link`` at the finished model ``modeldir``, atomically."""
+    from .publish import publish as _publish
+    return _publish(modeldir, link)
 
 
 def load(modeldir, mmap=True):

@@ -201,9 +201,9 @@ def load(modeldir, mmap=True):
 
     # Resolve a published link (e.g. models/latest) once: every file below is then
     # read from one directory, even if the link is switched meanwhile.
-    modeldir = os.path.realpath(modeldir)
-    meta_path = os.path.join(modeldir, "model.json")
-    if not os.path.isdir(modeldir) or not os.path.isfile(meta_path):
+    directory = os.path.realpath(modeldir)
+    meta_path = os.path.join(directory, "model.json")
+    if not os.path.isdir(directory) or not os.path.isfile(meta_path):
         raise MissingInputError(f"{modeldir} is not a bigw2v model directory (no model.json)")
     try:
         with open(meta_path, encoding="utf-8") as f:
@@ -220,8 +220,8 @@ def load(modeldir, mmap=True):
     if not meta.get("complete", False):
         raise InputDataError(f"{modeldir}: the model is incomplete: training did not finish")
 
-    vocab_path = os.path.join(modeldir, "vocab.parquet")
-    vectors_path = os.path.join(modeldir, "vectors.npy")
+    vocab_path = os.path.join(directory, "vocab.parquet")
+    vectors_path = os.path.join(directory, "vectors.npy")
     for path in (vocab_path, vectors_path):
         if not os.path.isfile(path):
             raise MissingInputError(f"{modeldir}: model file {os.path.basename(path)} is missing")

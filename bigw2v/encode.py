@@ -86,19 +86,81 @@ def _encode_block_in_worker(block):
     return encode_block(block, _worker_ids)
 
 
+def sentence_pieces(bounds, max_words):
+    """Starts of the sentences between consecutive ``bounds``, each cut every max_words.
+
+    ``bounds`` is sorted and unique; the sentence from bounds[i] to bounds[i+1]
+    becomes ceil(length / max_words) pieces. The last bound starts nothing.
+    """
+    starts, stops = bounds[:-1], bounds[1:]
+    pieces = -(-(stops - starts) // max_words)  # ceil; >= 1 since bounds are unique
+    first = np.repeat(starts, pieces)
+    rank = np.arange(first.shape[0]) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    return (first + rank * max_words).astype(np.int64)
+
+
 def sentence_starts_from_breaks(breaks, n_tokens, max_words):
     """Sentence offsets from newline positions, long sentences cut at max_words.
 
     ``breaks`` are token positions where a newline ended a sentence (duplicates
     and empty sentences are fine). Returns int64 [S+1] from 0 to n_tokens.
+    The whole-array form of ``SentenceStartsWriter``.
     """
     bounds = np.unique(np.concatenate([[0, n_tokens], np.asarray(breaks, np.int64)]))
     bounds = bounds[(bounds >= 0) & (bounds <= n_tokens)]
-    starts, stops = bounds[:-1], bounds[1:]
-    pieces = -(-(stops - starts) // max_words)  # ceil; >= 1 since bounds are unique
-    first = np.repeat(starts, pieces)
-    rank = np.arange(first.shape[0]) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    return np.append(first + rank * max_words, n_tokens).astype(np.int64)
+    return np.append(sentence_pieces(bounds, max_words), n_tokens).astype(np.int64)
+
+
+class SentenceStartsWriter:
+    """Sentence offsets computed block by block and written to ``path`` (an int64 .npy).
+
+    A billion-word corpus has tens of millions of lines: holding their ends
+    until the end would cost 8 bytes a line and a sort. Breaks arrive in
+    token order, so each block's sentences are final as soon as the block is
+    taken; they go to a raw file next to ``path`` and are copied under an
+    .npy header at the end (the count is known only then). Memory: one
+    block's breaks. The result equals ``sentence_starts_from_breaks``.
+    """
+
+    COPY_ROWS = 1 << 22
+
+    def __init__(self, path, max_words):
+        self.path = path
+        self.max_words = max_words
+        self._raw_path = path + ".raw.tmp"
+        self._raw = open(self._raw_path, "wb")
+        self.rows = 0
+        self.last = 0  # where the sentence still open starts
+
+    def add_breaks(self, breaks):
+        """Token positions where newlines ended sentences, non-decreasing across calls."""
+        breaks = np.asarray(breaks, np.int64)
+        breaks = breaks[breaks > self.last]
+        if breaks.shape[0] == 0:
+            return
+        bounds = np.unique(np.concatenate([[self.last], breaks]))
+        starts = sentence_pieces(bounds, self.max_words)
+        self._raw.write(starts.tobytes())
+        self.rows += starts.shape[0]
+        self.last = int(bounds[-1])
+
+    def finish(self, n_tokens):
+        """Close the last sentence at ``n_tokens``, write ``path``; return the sentence count."""
+        self.add_breaks(np.array([n_tokens], np.int64))
+        self._raw.write(np.array([n_tokens], np.int64).tobytes())
+        self.rows += 1
+        self._raw.close()
+        out = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.int64, shape=(self.rows,))
+        raw = np.memmap(self._raw_path, dtype=np.int64, mode="r", shape=(self.rows,))
+        for lo in range(0, self.rows, self.COPY_ROWS):
+            out[lo:lo + self.COPY_ROWS] = raw[lo:lo + self.COPY_ROWS]
+        out.flush()
+        del out, raw
+        os.remove(self._raw_path)
+        return self.rows - 1
+
+    def close(self):
+        self._raw.close()
 
 
 def encoding_key(words, manifest):
@@ -177,7 +239,11 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
     word_ids = {w.encode("utf-8"): i for i, w in enumerate(words)}
     started = time.time()
     position = 0
-    breaks = []
+    try:
+        sentences = SentenceStartsWriter(os.path.join(directory, "sentence_starts.npy"),
+                                         corpus.MAX_SENTENCE_WORDS)
+    except OSError as e:
+        raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
     total_bytes = sum(inp.size for inp in inputs)
     bar = progress_bar(total_bytes, "encode", unit="B", enabled=progress)
 
@@ -189,7 +255,7 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
                                  f"re-run `bigw2v count` on {workdir}")
         tokens[position:position + ids.shape[0]] = ids
         if line_ends.shape[0]:
-            breaks.append(line_ends + position)
+            sentences.add_breaks(line_ends + position)
         position += ids.shape[0]
 
     pool = None
@@ -213,23 +279,28 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
                 while pending:
                     take(pending.popleft().result())
             # A newline between files: a sentence never spans two inputs.
-            breaks.append(np.array([position], dtype=np.int64))
+            sentences.add_breaks(np.array([position], dtype=np.int64))
             bar.update(done_bytes + inp.size - bar.n)
+    except BaseException:
+        sentences.close()
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         bar.close()
 
     if position != n_tokens:
+        sentences.close()
         raise InputDataError("the corpus has fewer words than were counted: "
                              f"re-run `bigw2v count` on {workdir}")
     tokens.flush()
     del tokens
-    all_breaks = np.concatenate(breaks) if breaks else np.zeros(0, np.int64)
-    starts = sentence_starts_from_breaks(all_breaks, n_tokens, corpus.MAX_SENTENCE_WORDS)
-    np.save(os.path.join(directory, "sentence_starts.npy"), starts)
+    try:
+        n_sentences = sentences.finish(n_tokens)
+    except OSError as e:
+        raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
     meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key,
-            "tokens": n_tokens, "sentences": int(starts.shape[0] - 1),
+            "tokens": n_tokens, "sentences": n_sentences,
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
             "seconds": round(time.time() - started, 3)}
     write_json(os.path.join(directory, "encoded.json"), meta)

@@ -31,6 +31,23 @@ def test_sentence_starts_cut_long_sentences_and_skip_empty_ones():
     assert enc.sentence_starts_from_breaks(np.array([], np.int64), 0, 4).tolist() == [0]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_sentence_starts_written_block_by_block_equal_the_whole_array_form(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    n_tokens = int(rng.integers(0, 400))
+    breaks = np.sort(rng.integers(0, n_tokens + 1, size=int(rng.integers(0, 60))))
+    writer = enc.SentenceStartsWriter(str(tmp_path / "s.npy"), max_words=7)
+    writer.COPY_ROWS = 5  # several copy rounds at the end
+    cuts = np.sort(rng.integers(0, breaks.shape[0] + 1, size=4))
+    for piece in np.split(breaks, cuts):
+        writer.add_breaks(piece)
+    sentences = writer.finish(n_tokens)
+    got = np.load(tmp_path / "s.npy")
+    expected = enc.sentence_starts_from_breaks(breaks, n_tokens, 7)
+    assert got.tolist() == expected.tolist() and sentences == expected.shape[0] - 1
+    assert os.listdir(tmp_path) == ["s.npy"]
+
+
 def make_workdir(tmp_path, text, min_count=1):
     path = tmp_path / "c.txt"
     path.write_text(text)

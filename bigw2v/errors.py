@@ -41,3 +41,13 @@ class LockedError(Bigw2vError):
     """Another process holds the directory; try again later (EX_TEMPFAIL)."""
 
     exit_code = 75
+
+
+class ResourceError(Bigw2vError):
+    """Not enough memory or disk for the run, found before it starts (EX_IOERR).
+
+    The same code as a disk that fills up mid-run: a cron wrapper treats the
+    predicted failure and the real one alike.
+    """
+
+    exit_code = 74

@@ -47,7 +47,7 @@ import time
 import zlib
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, NamedTuple
 
@@ -75,6 +75,11 @@ log = logging.getLogger("bigw2v")
 
 SPILL_WORDS = 4_000_000
 PARTITIONS = 16
+# Regular files under SMALL_INPUT_BYTES are counted in groups of up to
+# GROUP_BYTES / GROUP_FILES that share one run directory (see plan_groups).
+SMALL_INPUT_BYTES = 4 * 2**20
+GROUP_BYTES = 64 * 2**20
+GROUP_FILES = 10_000
 
 VOCAB_SCHEMA = pa.schema([("word", pa.string()), ("count", pa.int64())])
 
@@ -109,13 +114,32 @@ def count_block(block: bytes) -> tuple[Counter, int, LineTally]:
     Pure, so it can run in any process on any block.
     """
     words = corpus_io.split_words(block)
-    counts = Counter(words)
-    tokens = len(words)
+    return Counter(words), len(words), line_tally(block, len(words))
+
+
+def line_tally(block: bytes, tokens: int) -> LineTally:
+    """The LineTally of a block that has ``tokens`` words."""
     if b"\n" not in block:
-        return counts, tokens, LineTally(tokens > 0, 0, False, False)
+        return LineTally(tokens > 0, 0, False, False)
     lines = corpus_io.split_lines(block)
     middle = sum(1 for line in lines[1:-1] if _has_word(line))
-    return counts, tokens, LineTally(_has_word(lines[0]), middle, _has_word(lines[-1]), True)
+    return LineTally(_has_word(lines[0]), middle, _has_word(lines[-1]), True)
+
+
+def count_pieces(pieces: list[bytes]) -> tuple[Counter, list[tuple[int, LineTally]]]:
+    """Count a task of blocks (of one input or of several small ones) at once.
+
+    Returns one Counter for all of them and (tokens, LineTally) per piece, so
+    each input's tokens and sentences stay exact. Pure, for the process pool:
+    packing many small files into one task saves a round trip per file.
+    """
+    counts: Counter = Counter()
+    tallies = []
+    for piece in pieces:
+        words = corpus_io.split_words(piece)
+        counts.update(words)
+        tallies.append((len(words), line_tally(piece, len(words))))
+    return counts, tallies
 
 
 def add_lines(open_line: bool, tally: LineTally) -> tuple[int, bool]:
@@ -265,7 +289,7 @@ def read_vocab(workdir_or_file: str) -> tuple[list[str], np.ndarray]:
     return words, counts
 
 
-# ---------------------------------------------------------------- one input
+# ---------------------------------------------------------------- one group of inputs
 
 
 def input_key(path: str) -> str:
@@ -273,32 +297,59 @@ def input_key(path: str) -> str:
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-@dataclass
-class InputCount:
-    """The running state of counting one input; everything needed to go on.
+def group_key(paths: list[str]) -> str:
+    """The run directory name of inputs counted together: ``input_key`` for one input."""
+    if len(paths) == 1:
+        return input_key(paths[0])
+    return "group-" + input_key("\n".join(paths))
 
-    ``counter`` holds raw-word counts not yet spilled; ``runs`` is how many
-    runs were written to ``run_dir``; ``open_line`` whether the line not
-    yet ended by a LF has a word.
+
+def plan_groups(inputs: list[corpus_io.InputFile], small_input_bytes: int = SMALL_INPUT_BYTES,
+                group_bytes: int = GROUP_BYTES, group_files: int = GROUP_FILES
+                ) -> list[list[corpus_io.InputFile]]:
+    """Cut the inputs to count into groups that share one set of runs.
+
+    A regular file under ``small_input_bytes`` joins the current group of
+    small files, which closes at ``group_bytes`` or ``group_files``; any other
+    input (large, standard input, a pipe) is a group of its own. Ten thousand
+    small files then make one run directory instead of ten thousand: fewer
+    files to write and merge, one pool task per ~block of text instead of
+    one per file. The price: a changed small input is recounted with its
+    group, at most ``group_bytes`` of reading.
+    """
+    groups: list[list[corpus_io.InputFile]] = []
+    batch: list[corpus_io.InputFile] = []
+    batch_bytes = 0
+    for inp in inputs:
+        if inp.path == "-" or inp.size >= small_input_bytes or not os.path.isfile(inp.path):
+            groups.append([inp])
+            continue
+        if batch and (batch_bytes + inp.size > group_bytes or len(batch) >= group_files):
+            groups.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(inp)
+        batch_bytes += inp.size
+    if batch:
+        groups.append(batch)
+    return groups
+
+
+class RunWriter:
+    """Raw-word counts held in memory and spilled as runs into one run directory.
+
+    ``runs`` is how many runs were written to ``run_dir``. Memory: at most
+    ``spill_words`` distinct words plus the words of the task just added.
     """
 
-    inp: corpus_io.InputFile
-    run_dir: str
-    partitions: int
-    spill_words: int
-    counter: Counter = field(default_factory=Counter)
-    tokens: int = 0
-    sentences: int = 0
-    open_line: bool = False
-    runs: int = 0
+    def __init__(self, run_dir: str, partitions: int, spill_words: int):
+        self.run_dir = run_dir
+        self.partitions = partitions
+        self.spill_words = spill_words
+        self.counter: Counter = Counter()
+        self.runs = 0
 
-    def add(self, block_count: tuple[Counter, int, LineTally]) -> None:
-        """Add one block's ``count_block`` result; blocks must come in input order."""
-        counts, tokens, tally = block_count
+    def add(self, counts: Counter) -> None:
         self.counter.update(counts)
-        self.tokens += tokens
-        done, self.open_line = add_lines(self.open_line, tally)
-        self.sentences += done
         if len(self.counter) > self.spill_words:
             self.spill()
 
@@ -308,96 +359,181 @@ class InputCount:
             return
         directory = os.path.join(self.run_dir, f"{self.runs:05d}")
         os.makedirs(directory, exist_ok=True)
-        for p, part in split_partitions(counter_to_table(self.counter), self.partitions):
+        table = counter_to_table(self.counter)
+        self.counter = Counter()  # freed before the table is split and written
+        for p, part in split_partitions(table, self.partitions):
             _write_table_atomic(part, os.path.join(directory, part_name(p)))
         self.runs += 1
-        self.counter = Counter()
-
-    def finish(self) -> dict:
-        """Spill what is left; return this input's manifest record."""
-        self.sentences += int(self.open_line)
-        self.open_line = False
-        self.spill()
-        return {"path": self.inp.path, "size": self.inp.size, "mtime_ns": self.inp.mtime_ns,
-                "tokens": self.tokens, "sentences": self.sentences}
 
 
-def count_input(inp: corpus_io.InputFile, runs_root: str, *, partitions: int = PARTITIONS,
-                spill_words: int = SPILL_WORDS, block_bytes: int = corpus_io.BLOCK_BYTES,
-                map_blocks: Callable[[Iterable[bytes]], Iterable] = None,
-                on_bytes: Callable[[int], None] | None = None) -> dict:
-    """Count one input into runs under ``runs_root/<input-key>/``; return its record.
+@dataclass
+class InputTally:
+    """One input's tokens and sentences, folded from its pieces in input order.
 
-    ``map_blocks`` maps the blocks to their ``count_block`` results, in order
-    (default: in this process). ``on_bytes(n)`` is told the raw bytes of
-    the file read so far, for progress.
+    ``open_line``: the line not yet ended by a LF has a word.
     """
-    if map_blocks is None:
-        map_blocks = _map_here
-    run_dir = os.path.join(runs_root, input_key(inp.path))
+
+    tokens: int = 0
+    sentences: int = 0
+    open_line: bool = False
+
+    def add(self, tokens: int, tally: LineTally) -> None:
+        self.tokens += tokens
+        done, self.open_line = add_lines(self.open_line, tally)
+        self.sentences += done
+
+    def record(self, inp: corpus_io.InputFile) -> dict:
+        """The input's manifest record; an open line with a word is its last sentence."""
+        return {"path": inp.path, "size": inp.size, "mtime_ns": inp.mtime_ns,
+                "tokens": self.tokens, "sentences": self.sentences + int(self.open_line)}
+
+
+def _tasks(inputs: list[corpus_io.InputFile], block_bytes: int,
+           on_bytes: Callable[[int], None] | None) -> Iterator[tuple[list[int], list[bytes]]]:
+    """The group's blocks packed into tasks of about ``block_bytes``: (input indices, pieces).
+
+    A large input gives one block per task; small inputs share a task. A
+    piece never holds text of two inputs: a sentence never spans two files.
+    """
+    members: list[int] = []
+    pieces: list[bytes] = []
+    size = 0
+    done = 0
+    for m, inp in enumerate(inputs):
+        with corpus_io.open_input(inp) as stream:
+            for block in corpus_io.iter_blocks(stream, block_bytes, name=inp.path):
+                if pieces and size + len(block) > block_bytes:
+                    yield members, pieces
+                    members, pieces, size = [], [], 0
+                members.append(m)
+                pieces.append(block)
+                size += len(block)
+                if size >= block_bytes // 2:
+                    yield members, pieces
+                    members, pieces, size = [], [], 0
+                if on_bytes is not None:
+                    on_bytes(done + corpus_io.raw_bytes_read(stream))
+        done += inp.size
+    if pieces:
+        yield members, pieces
+
+
+def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions: int = PARTITIONS,
+                spill_words: int = SPILL_WORDS, block_bytes: int = corpus_io.BLOCK_BYTES,
+                map_tasks: Callable[[Iterable], Iterable] | None = None,
+                on_bytes: Callable[[int], None] | None = None) -> list[dict]:
+    """Count inputs together into runs under ``runs_root/<group-key>/``; return their records.
+
+    ``map_tasks`` maps (tag, pieces) tasks to (tag, ``count_pieces`` result),
+    in order (default: in this process). ``on_bytes(n)`` is told the raw
+    bytes of the group's files read so far, for progress.
+    """
+    if map_tasks is None:
+        map_tasks = _map_here
+    run_dir = os.path.join(runs_root, group_key([inp.path for inp in inputs]))
     shutil.rmtree(run_dir, ignore_errors=True)
-    state = InputCount(inp, run_dir, partitions, spill_words)
-    with corpus_io.open_input(inp) as stream:
-        blocks = corpus_io.iter_blocks(stream, block_bytes, name=inp.path)
-        for result in map_blocks(blocks):
-            state.add(result)
-            if on_bytes is not None:
-                on_bytes(corpus_io.raw_bytes_read(stream))
-    record = state.finish()
+    runs = RunWriter(run_dir, partitions, spill_words)
+    tallies = [InputTally() for _ in inputs]
+    for members, (counts, piece_tallies) in map_tasks(_tasks(inputs, block_bytes, on_bytes)):
+        runs.add(counts)
+        for m, (tokens, tally) in zip(members, piece_tallies):
+            tallies[m].add(tokens, tally)
+    runs.spill()
+    records = [t.record(inp) for t, inp in zip(tallies, inputs)]
     # Written last: a run directory with it is complete and can be reused by a later
     # incremental count; one without it (a killed count) is recounted.
-    os.makedirs(run_dir, exist_ok=True)  # an input without words has no runs
+    os.makedirs(run_dir, exist_ok=True)  # inputs without words have no runs
     write_json(os.path.join(run_dir, INPUT_RECORD),
-               {**record, "partitions": partitions, "max_word_bytes": corpus_io.MAX_WORD_BYTES})
-    return record
+               {"inputs": records, "partitions": partitions,
+                "max_word_bytes": corpus_io.MAX_WORD_BYTES})
+    return records
 
 
-def reusable_record(inp: corpus_io.InputFile, runs_root: str, partitions: int) -> dict | None:
-    """The record of ``inp``'s complete runs if they still describe the file, else None.
+def count_input(inp: corpus_io.InputFile, runs_root: str, **options) -> dict:
+    """Count one input into runs under ``runs_root/<input-key>/``; return its record.
 
-    An input is unchanged when its path, size and mtime are the ones counted
-    (what make, rsync and the encoder's own check rely on too).
+    The per-input unit of work (options as ``count_group``).
     """
-    if inp.path == "-":
-        return None  # standard input is new text every time
-    try:
-        with open(os.path.join(runs_root, input_key(inp.path), INPUT_RECORD), encoding="utf-8") as f:
-            rec = json.load(f)
-    except (OSError, ValueError):
-        return None
-    same = (rec.get("path") == inp.path and rec.get("size") == inp.size
-            and rec.get("mtime_ns") == inp.mtime_ns and rec.get("partitions") == partitions
-            and rec.get("max_word_bytes") == corpus_io.MAX_WORD_BYTES)
-    if not same:
-        return None
-    return {k: rec[k] for k in ("path", "size", "mtime_ns", "tokens", "sentences")}
+    return count_group([inp], runs_root, **options)[0]
 
 
-def _map_here(blocks: Iterable[bytes]) -> Iterator:
-    return map(count_block, blocks)
+_RECORD_FIELDS = (("path", str), ("size", int), ("mtime_ns", int), ("tokens", int), ("sentences", int))
+
+
+def read_group_records(runs_root: str, partitions: int) -> dict[str, list[dict]]:
+    """{run directory: records of its inputs} for every complete run directory.
+
+    Only directories counted with these ``partitions`` and this
+    ``MAX_WORD_BYTES`` count; unreadable records are ignored (their
+    directories are recounted). A record of the one-input layout of earlier
+    versions (the record's fields at the top) is read as a group of one.
+    """
+    found = {}
+    for key in _listdir(runs_root):
+        try:
+            with open(os.path.join(runs_root, key, INPUT_RECORD), encoding="utf-8") as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if (not isinstance(rec, dict) or rec.get("partitions") != partitions
+                or rec.get("max_word_bytes") != corpus_io.MAX_WORD_BYTES):
+            continue
+        members = rec.get("inputs", [rec])
+        if isinstance(members, list) and members and all(
+                isinstance(m, dict) and all(isinstance(m.get(k), t) for k, t in _RECORD_FIELDS)
+                for m in members):
+            found[key] = [{k: m[k] for k, _ in _RECORD_FIELDS} for m in members]
+    return found
+
+
+def reusable_groups(inputs: list[corpus_io.InputFile], groups: dict[str, list[dict]]
+                    ) -> tuple[set[str], dict[str, dict]]:
+    """The run directories still valid, and {path: record} of the inputs they cover.
+
+    A directory is valid when every input in it is still named and unchanged:
+    same path, size and mtime (what make, rsync and the encoder's own check
+    rely on too). Standard input is new text every time.
+    """
+    current = {inp.path: inp for inp in inputs if inp.path != "-"}
+    keep: set[str] = set()
+    reused: dict[str, dict] = {}
+    for key, members in sorted(groups.items()):
+        valid = all(m["path"] in current and m["path"] not in reused
+                    and current[m["path"]].size == m["size"]
+                    and current[m["path"]].mtime_ns == m["mtime_ns"] for m in members)
+        if valid:
+            keep.add(key)
+            reused.update((m["path"], m) for m in members)
+    return keep, reused
+
+
+def _map_here(tasks: Iterable) -> Iterator:
+    return ((tag, count_pieces(pieces)) for tag, pieces in tasks)
 
 
 def _pool_mapper(pool: ProcessPoolExecutor, in_flight: int):
-    """A map_blocks that counts in ``pool`` with at most ``in_flight`` blocks pending.
+    """A map_tasks that counts in ``pool`` with at most ``in_flight`` tasks pending.
 
     The bound keeps memory at a few blocks however fast the reader is;
     results come back in submission order, as the line tally needs.
     """
 
-    def map_blocks(blocks: Iterable[bytes]) -> Iterator:
+    def map_tasks(tasks: Iterable) -> Iterator:
         pending: deque = deque()
         try:
-            for block in blocks:
-                pending.append(pool.submit(count_block, block))
+            for tag, pieces in tasks:
+                pending.append((tag, pool.submit(count_pieces, pieces)))
                 while len(pending) >= in_flight:
-                    yield pending.popleft().result()
+                    tag, future = pending.popleft()
+                    yield tag, future.result()
             while pending:
-                yield pending.popleft().result()
+                tag, future = pending.popleft()
+                yield tag, future.result()
         finally:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
 
-    return map_blocks
+    return map_tasks
 
 
 # ---------------------------------------------------------------- all inputs
@@ -500,12 +636,16 @@ def _describe_corpus(inputs: list[corpus_io.InputFile]) -> str:
 
 def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: int | None = None,
           progress: bool = True, spill_words: int = SPILL_WORDS, partitions: int = PARTITIONS,
-          block_bytes: int = corpus_io.BLOCK_BYTES) -> dict:
+          block_bytes: int = corpus_io.BLOCK_BYTES, small_input_bytes: int = SMALL_INPUT_BYTES,
+          preflight: bool = True) -> dict:
     """Count every word of the corpus into ``workdir``; return the manifest.
 
     ``corpus``: files, directories or ``-`` (see ``corpus.expand_inputs``).
     Writes runs/, shards/, vocab.parquet and, last, count.json (module
     docstring). ``threads`` None means all cores; 1 counts in this process.
+    ``small_input_bytes``: files under this size are counted in groups (0:
+    every input alone). ``preflight``: refuse to start when the workdir's
+    disk cannot hold the counts (``preflight.check_count``).
     """
     threads = _check_settings(min_count, threads, spill_words, partitions, block_bytes)
     inputs = corpus_io.expand_inputs(corpus)
@@ -513,19 +653,16 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
         raise OutputError(f"cannot write to workdir {workdir}: it is a file")
     with lock.hold(workdir, "bigw2v count"):
         return _count_locked(inputs, workdir, min_count, threads, progress, spill_words,
-                             partitions, block_bytes)
+                             partitions, block_bytes, small_input_bytes, preflight)
 
 
 def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, partitions,
-                  block_bytes) -> dict:
+                  block_bytes, small_input_bytes, preflight) -> dict:
     started = time.time()
     runs_root = os.path.join(workdir, RUNS_DIR)
-    # Incremental: an input whose complete runs still describe it is not read again.
-    reused = {}
-    for inp in inputs:
-        rec = reusable_record(inp, runs_root, partitions)
-        if rec is not None:
-            reused[inp.path] = rec
+    # Incremental: inputs whose complete runs still describe them are not read again.
+    on_disk = read_group_records(runs_root, partitions)
+    keep_runs, reused = reusable_groups(inputs, on_disk)
     old = _old_manifest(workdir)
     if (old is not None and len(reused) == len(inputs)
             and [r["path"] for r in old["inputs"]] == [inp.path for inp in inputs]
@@ -534,39 +671,39 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
         log.info("%s is up to date: no input is new or changed", workdir)
         return {**old, "last_run": {"reused_inputs": len(inputs), "counted_inputs": 0,
                                     "dropped_inputs": 0, "up_to_date": True}}
-    named = {input_key(inp.path) for inp in inputs}
-    dropped = [key for key in _listdir(runs_root) if key not in named]
+    named = {inp.path for inp in inputs}
+    dropped = {m["path"] for members in on_disk.values() for m in members} - named
     to_count = [inp for inp in inputs if inp.path not in reused]
     if reused or dropped:
         log.info("counting %d new or changed input(s), reusing the counts of %d unchanged, "
                  "dropping %d no longer named", len(to_count), len(reused), len(dropped))
-    _prepare_workdir(workdir, keep_runs={input_key(p) for p in reused},
-                     drop_encodings=bool(to_count or dropped))
+    if preflight:
+        from bigw2v.preflight import check_count
+        check_count(workdir, to_count, runs_root, keep_runs)
+    _prepare_workdir(workdir, keep_runs=keep_runs, drop_encodings=bool(to_count or dropped))
 
     # Standard input has no size: then the bar shows bytes without a total.
     from_stdin = any(inp.path == "-" for inp in inputs)
     bar = progress_bar(None if from_stdin else sum(inp.size for inp in to_count), "count",
                        unit="B", enabled=progress)
     pool = None
-    records = []
+    counted = {}
     try:
-        map_blocks = None
+        map_tasks = None
         if threads > 1:
             pool = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn"))
-            map_blocks = _pool_mapper(pool, 2 * threads)
-        for inp in inputs:
-            if inp.path in reused:
-                records.append(reused[inp.path])
-                continue
+            map_tasks = _pool_mapper(pool, 2 * threads)
+        for group in plan_groups(to_count, small_input_bytes):
             done = bar.n
 
             def on_bytes(n, done=done):
                 bar.update(done + n - bar.n)
 
-            records.append(count_input(inp, runs_root, partitions=partitions, spill_words=spill_words,
-                                       block_bytes=block_bytes, map_blocks=map_blocks, on_bytes=on_bytes))
-            if inp.size:
-                bar.update(done + inp.size - bar.n)
+            for record in count_group(group, runs_root, partitions=partitions,
+                                      spill_words=spill_words, block_bytes=block_bytes,
+                                      map_tasks=map_tasks, on_bytes=on_bytes):
+                counted[record["path"]] = record
+            bar.update(done + sum(inp.size for inp in group) - bar.n)
     except OSError as exc:
         # Reading errors are InputDataError by now; an OSError here is a write.
         raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
@@ -574,6 +711,7 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    records = [reused.get(inp.path) or counted[inp.path] for inp in inputs]
 
     total_tokens = sum(r["tokens"] for r in records)
     if total_tokens == 0:

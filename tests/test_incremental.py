@@ -12,10 +12,23 @@ from bigw2v import load
 from bigw2v.errors import InputDataError, MissingInputError, UsageError
 from bigw2v.publish import publish
 from bigw2v.trainer import train
-from bigw2v.vocab import INPUT_RECORD, RUNS_DIR, count, input_key
+from bigw2v.vocab import INPUT_RECORD, RUNS_DIR, count, group_key, input_key
 from conftest import planted_topics
 
 OPTIONS = dict(min_count=2, threads=1, progress=False, spill_words=40)
+
+
+@pytest.fixture(params=["alone", "grouped"])
+def grouping(request):
+    """Count options, and how many inputs a change makes count again.
+
+    "alone": every input has its own runs, so one changed input is counted
+    again alone; "grouped": the three small inputs share one group, which is
+    counted again whole.
+    """
+    if request.param == "alone":
+        return {**OPTIONS, "small_input_bytes": 0}, 1
+    return dict(OPTIONS), 3
 
 
 @pytest.fixture
@@ -48,29 +61,32 @@ def assert_same_as_fresh(workdir, inputs, tmp_path):
             assert pq.read_table(a).sort_by("word").equals(pq.read_table(b).sort_by("word"))
 
 
-def test_more_inputs_count_only_the_new_ones_and_equal_a_fresh_count(texts, tmp_path):
+def test_more_inputs_count_only_the_new_ones_and_equal_a_fresh_count(texts, tmp_path, grouping):
+    options, _ = grouping
     workdir = str(tmp_path / "w")
-    count(texts[:2], workdir, **OPTIONS)
-    manifest = count(texts, workdir, **OPTIONS)
+    count(texts[:2], workdir, **options)
+    manifest = count(texts, workdir, **options)
     assert manifest["last_run"] == {"reused_inputs": 2, "counted_inputs": 1,
                                     "dropped_inputs": 0, "up_to_date": False}
     assert_same_as_fresh(workdir, texts, tmp_path)
 
 
-def test_a_changed_input_is_recounted_not_added_twice(texts, tmp_path):
+def test_a_changed_input_is_recounted_not_added_twice(texts, tmp_path, grouping):
+    options, recounted = grouping
     workdir = str(tmp_path / "w")
-    count(texts, workdir, **OPTIONS)
+    count(texts, workdir, **options)
     with open(texts[1], "a") as f:
         f.write("t0w1 t0w2 brandnew brandnew\n")
-    manifest = count(texts, workdir, **OPTIONS)
-    assert manifest["last_run"]["counted_inputs"] == 1
+    manifest = count(texts, workdir, **options)
+    assert manifest["last_run"]["counted_inputs"] == recounted
     assert_same_as_fresh(workdir, texts, tmp_path)
 
 
-def test_inputs_no_longer_named_are_dropped(texts, tmp_path):
+def test_inputs_no_longer_named_are_dropped(texts, tmp_path, grouping):
+    options, _ = grouping
     workdir = str(tmp_path / "w")
-    count(texts, workdir, **OPTIONS)
-    manifest = count(texts[1:], workdir, **OPTIONS)
+    count(texts, workdir, **options)
+    manifest = count(texts[1:], workdir, **options)
     assert manifest["last_run"]["dropped_inputs"] == 1
     assert_same_as_fresh(workdir, texts[1:], tmp_path)
 
@@ -92,14 +108,16 @@ def test_nothing_new_is_a_no_op_that_keeps_the_encoding(texts, tmp_path):
     assert not os.path.exists(os.path.join(workdir, "encoded"))
 
 
-def test_an_input_whose_count_was_killed_is_counted_again(texts, tmp_path):
+def test_an_input_whose_count_was_killed_is_counted_again(texts, tmp_path, grouping):
+    options, recounted = grouping
     workdir = str(tmp_path / "w")
-    count(texts, workdir, **OPTIONS)
+    count(texts, workdir, **options)
     # As if the count had been killed before the input's record was written.
-    os.remove(os.path.join(workdir, RUNS_DIR, input_key(texts[2]), INPUT_RECORD))
+    key = input_key(texts[2]) if recounted == 1 else group_key(texts)
+    os.remove(os.path.join(workdir, RUNS_DIR, key, INPUT_RECORD))
     os.remove(os.path.join(workdir, "count.json"))
-    manifest = count(texts, workdir, **OPTIONS)
-    assert manifest["last_run"]["counted_inputs"] == 1
+    manifest = count(texts, workdir, **options)
+    assert manifest["last_run"]["counted_inputs"] == recounted
     assert_same_as_fresh(workdir, texts, tmp_path)
 
 

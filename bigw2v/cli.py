@@ -4,7 +4,8 @@ Exit codes: 0 done; 2 bad command line (argparse); 64 bad option values
 (also: an unfinished run without --resume/--force, --resume with settings
 that contradict the run); 65 unusable input data (also: a damaged
 checkpoint, a workdir counted again under a run being resumed); 66 missing
-input; 73 cannot write output; 74 I/O failure (e.g. disk full); 75 locked by
+input; 73 cannot write output; 74 I/O failure (e.g. disk full; also: the
+preflight check finds too little memory or disk); 75 locked by
 another run (try again later); 1 anything else (a bug: please report it);
 130 interrupted (SIGINT or SIGTERM; training writes a checkpoint first).
 """
@@ -21,8 +22,9 @@ from .errors import Bigw2vError
 
 EPILOG_EXIT_CODES = """exit codes: 0 done, 2 bad command line, 64 bad option value,
 65 unusable input, 66 missing input, 73 cannot write output, 74 I/O error
-(e.g. disk full), 75 locked by another run (try later), 130 interrupted
-(training checkpoints first: --resume continues), 1 internal error"""
+(e.g. disk full; or too little memory or disk, found before starting), 75
+locked by another run (try later), 130 interrupted (training checkpoints
+first: --resume continues), 1 internal error"""
 
 
 def _int_at_least(low):
@@ -82,6 +84,9 @@ def build_parser():
                    help="smallest count a word needs to enter vocab.parquet (default 5)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="worker processes (default: all cores)")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="start even if the workdir's disk looks too small for the counts "
+                        "(checked by default: about the size of the text to count)")
     _add_output_flags(p)
 
     p = sub.add_parser(
@@ -138,6 +143,10 @@ def build_parser():
                    help="warm start: words OLD_MODELDIR knows start from its vectors (input "
                         "and output), new words start fresh; same --dim. For fine-tuning "
                         "consider a lower --alpha (see docs/cron.md)")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="start even if the weights look too big for the available memory or "
+                        "the files too big for the free disk (checked by default; a refusal "
+                        "suggests a --max-vocab that fits)")
     _add_output_flags(p)
 
     p = sub.add_parser(
@@ -205,7 +214,8 @@ def _human(n):
 def cmd_count(args):
     from .vocab import count
     manifest = count(args.corpus, args.output, min_count=args.min_count,
-                     threads=args.threads, progress=not args.quiet)
+                     threads=args.threads, progress=not args.quiet,
+                     preflight=not args.no_preflight)
     if args.json:
         print(json.dumps(manifest, indent=1))
     t = manifest["totals"]
@@ -228,7 +238,8 @@ def cmd_train(args):
         given["cbow_mean"] = bool(given["cbow_mean"])
     info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
                  force=args.force, init_from=args.init_from,
-                 checkpoint_every=args.checkpoint_every, **given)
+                 checkpoint_every=args.checkpoint_every, preflight=not args.no_preflight,
+                 **given)
     f, s = info["figures"], info["settings"]
     if args.json:
         print(json.dumps(info, indent=1))

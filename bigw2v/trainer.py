@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 import numba
 import numpy as np
 
-from . import checkpoint, kernels, lock, tables
+from . import checkpoint, kernels, lock, preflight, tables
 from .atomic import write_json
 from .encode import encode, encoding_key
 from .errors import (Bigw2vError, InputDataError, MissingInputError, OutputError,
@@ -270,7 +270,7 @@ class StopFlag:
 
 
 def train(workdir, modeldir, settings=None, progress=True, resume=False, force=False,
-          init_from=None, checkpoint_every=CHECKPOINT_EVERY, **overrides):
+          init_from=None, checkpoint_every=CHECKPOINT_EVERY, preflight=True, **overrides):
     """Train on a counted WORKDIR into MODELDIR; returns the run's summary dict.
 
     ``settings`` is a TrainSettings; keyword overrides (e.g. ``model="cbow"``)
@@ -278,7 +278,8 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
     (settings not given are the run's; given ones must agree with it);
     ``force`` starts over even when MODELDIR holds an unfinished run.
     ``init_from`` is a finished model to warm-start from. ``checkpoint_every``
-    is in seconds; 0 or None turns checkpoints off.
+    is in seconds; 0 or None turns checkpoints off. ``preflight`` False skips
+    the memory and disk check made before anything is written (``preflight.py``).
     """
     if resume and force:
         raise UsageError("--resume and --force contradict each other: continue the run, or "
@@ -289,11 +290,11 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
     check_model_dir(modeldir)
     with lock.hold(modeldir, "bigw2v train"):
         return _train_locked(workdir, modeldir, settings, progress, resume, force, init_from,
-                             checkpoint_every, overrides)
+                             checkpoint_every, preflight, overrides)
 
 
 def _train_locked(workdir, modeldir, settings, progress, resume, force, init_from,
-                  checkpoint_every, overrides):
+                  checkpoint_every, check_room, overrides):
     run = _read_json(os.path.join(modeldir, RUN_NAME))
     finished = finished_model(modeldir)
     unfinished = run is not None and finished is None
@@ -343,6 +344,9 @@ def _train_locked(workdir, modeldir, settings, progress, resume, force, init_fro
                 f"the corpus or vocabulary of {workdir} changed since the run in {modeldir} "
                 "started (it was counted again, or is another workdir): resume with the "
                 "workdir it started on, or pass --force to start over on the new counts")
+        if check_room:
+            _preflight(workdir, modeldir, s, manifest, all_counts, len(words), key,
+                       checkpoint_every is not None)
         if not resuming:
             clear_model_dir(modeldir)
             run = {"format": RUN_FORMAT, "version": RUN_VERSION,
@@ -358,6 +362,17 @@ def _train_locked(workdir, modeldir, settings, progress, resume, force, init_fro
         encode_seconds = time.time() - started
     return _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint_every,
                 {"encode_seconds": round(encode_seconds, 3), "encoding_reused": reused})
+
+
+def _preflight(workdir, modeldir, s, manifest, all_counts, vocab_size, key, checkpoints):
+    """Check that the run fits in memory and on disk before anything is allocated."""
+    sentences = preflight.sentences_bound(manifest, int(all_counts[:vocab_size].sum()))
+    cached = os.path.exists(os.path.join(workdir, "encoded", key, "encoded.json"))
+    replaced = preflight.reclaimable_in_model_dir(
+        modeldir, lambda n: (n in MODEL_FILES or n == RUN_NAME or n.startswith(".checkpoint-")
+                             or checkpoint._NAME.match(n) is not None))
+    preflight.check_train(workdir, modeldir, s, all_counts, vocab_size, sentences, cached,
+                          checkpoints, replaced)
 
 
 def _open_weights(modeldir, s, words, init_from, found):

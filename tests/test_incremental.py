@@ -218,3 +218,21 @@ def test_publish_from_the_command_line(old_and_grown, tmp_path):
     r = subprocess.run([sys.executable, "-m", "bigw2v", "similar", tmp_path / "latest", "t0w0",
                         "-n", "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
+
+
+def test_runs_recorded_by_the_one_input_layout_are_reused(texts, tmp_path):
+    """Workdirs of earlier versions (an input's record at the top of input.json) stay incremental."""
+    import json
+    workdir = str(tmp_path / "w")
+    count(texts, workdir, **{**OPTIONS, "small_input_bytes": 0})
+    for path in texts:
+        record_path = os.path.join(workdir, RUNS_DIR, input_key(path), INPUT_RECORD)
+        with open(record_path) as f:
+            record = json.load(f)
+        with open(record_path, "w") as f:
+            json.dump({**record.pop("inputs")[0], **record}, f)
+    extra = tmp_path / "extra.txt"
+    extra.write_text("t0w1 t0w1 t0w2\n")
+    manifest = count(texts + [str(extra)], workdir, **OPTIONS)
+    assert manifest["last_run"]["reused_inputs"] == 3
+    assert_same_as_fresh(workdir, texts + [str(extra)], tmp_path)

@@ -3,16 +3,18 @@
 Counting is exact (nothing is pruned) and its memory is bounded by
 ``spill_words``, not by how many distinct words the corpus has:
 
-1. Each input is read in blocks (``corpus.iter_blocks``); ``count_block``
-   turns a block into a Counter of raw words. Blocks are counted in a
-   process pool; the main process adds the block Counters into one Counter
-   for the current input.
+1. Each input is read in blocks (``corpus.iter_blocks``); blocks are packed
+   into tasks of about one block (a large input: one block a task; small
+   files: many to a task) and ``count_pieces`` turns a task into a Counter
+   of raw words. Tasks are counted in a process pool; the main process adds
+   their Counters into one Counter for the current group of inputs (a large
+   input alone, or small files together: ``plan_groups``).
 2. When that Counter holds more than ``spill_words`` distinct words, and at
-   the end of the input, it is written out as a *run*:
-   ``WORKDIR/runs/<input-key>/<run-no>/part-XXXXX.parquet``, the words cut
+   the end of the group, it is written out as a *run*:
+   ``WORKDIR/runs/<group-key>/<run-no>/part-XXXXX.parquet``, the words cut
    into ``partitions`` parts by a stable hash (CRC-32 of the UTF-8 word).
-   Runs are kept per input so a later incremental count can drop and recount
-   one changed input.
+   Runs are kept per group so a later incremental count can drop and recount
+   one changed input (with the rest of its group, for a small file).
 3. Each partition's runs are merged by summing counts into
    ``WORKDIR/shards/part-XXXXX.parquet`` (memory: one partition at a time).
 4. The words with count >= min_count, sorted by count descending then word
@@ -29,9 +31,9 @@ ended by a LF, or by the end of the input) that contain at least one word.
 A line may span blocks, so each block reports a ``LineTally`` of its line
 edges and ``add_lines`` folds them, in input order, into the exact count.
 
-The per-input work (``count_input``) has explicit state and writes only
-its own runs, so a distributed engine could run it per input and call
-``merge_runs`` and ``write_final_vocab`` once all runs exist.
+The per-group work (``count_group``; ``count_input`` for one input) has
+explicit state and writes only its own runs, so a distributed engine could
+run it per group and call ``merge_runs`` once all runs exist.
 """
 
 from __future__ import annotations

@@ -615,7 +615,8 @@ def _old_manifest(workdir: str) -> dict | None:
         return None
 
 
-def _check_settings(min_count, threads, spill_words, partitions, block_bytes) -> int:
+def _check_settings(min_count, threads, spill_words, partitions, block_bytes,
+                    small_input_bytes) -> int:
     def whole(value, name, low):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise UsageError(f"{name} must be a whole number >= {low}, not {value!r}")
@@ -627,6 +628,7 @@ def _check_settings(min_count, threads, spill_words, partitions, block_bytes) ->
     whole(spill_words, "spill-words", 1)
     whole(partitions, "partitions", 1)
     whole(block_bytes, "block size", 1)
+    whole(small_input_bytes, "small-input size", 0)
     return int(threads)
 
 
@@ -649,7 +651,8 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     every input alone). ``preflight``: refuse to start when the workdir's
     disk cannot hold the counts (``preflight.check_count``).
     """
-    threads = _check_settings(min_count, threads, spill_words, partitions, block_bytes)
+    threads = _check_settings(min_count, threads, spill_words, partitions, block_bytes,
+                              small_input_bytes)
     inputs = corpus_io.expand_inputs(corpus)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise OutputError(f"cannot write to workdir {workdir}: it is a file")

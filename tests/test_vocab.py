@@ -260,7 +260,8 @@ def test_empty_vocabulary_after_min_count_leaves_no_valid_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("settings", [{"min_count": 0}, {"threads": 0}, {"spill_words": 0},
-                                      {"partitions": 0}, {"min_count": 2.5}])
+                                      {"partitions": 0}, {"min_count": 2.5},
+                                      {"small_input_bytes": -1}])
 def test_bad_settings_are_usage_errors(tmp_path, settings):
     path = write(tmp_path / "c.txt", b"a")
     with pytest.raises(UsageError):

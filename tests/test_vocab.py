@@ -303,3 +303,29 @@ def test_corrupt_input_is_input_data_error(tmp_path):
     with pytest.raises(InputDataError, match="c.txt.gz"):
         count_quietly([path], tmp_path / "wd")
     assert not (tmp_path / "wd" / "count.json").exists()
+
+
+def test_plan_groups_batches_small_files_in_order(tmp_path):
+    def inp(name, size):
+        path = tmp_path / name
+        path.write_bytes(b"x" * size)
+        return corpus.InputFile(str(path), size, 0, None)
+
+    a, b, big, c, d, e = (inp("a", 10), inp("b", 20), inp("big", 100), inp("c", 30), inp("d", 40),
+                          inp("e", 5))
+    stdin = corpus.InputFile("-", 0, 0, None)
+    groups = vocab.plan_groups([a, b, big, stdin, c, d, e], small_input_bytes=50, group_bytes=70,
+                               group_files=2)
+    assert [[i.path for i in g] for g in groups] == [
+        [big.path], ["-"], [a.path, b.path], [c.path, d.path], [e.path]]
+    assert vocab.plan_groups([a, b], small_input_bytes=0) == [[a], [b]]
+    assert vocab.group_key([a.path]) == vocab.input_key(a.path)
+    assert vocab.group_key([a.path, b.path]).startswith("group-")
+
+
+def test_count_pieces_keeps_each_piece_tally():
+    counts, tallies = vocab.count_pieces([b"a b\n", b"c", b"a\n\nd e\n"])
+    assert counts == Counter({b"a": 2, b"b": 1, b"c": 1, b"d": 1, b"e": 1})
+    assert tallies == [(2, vocab.LineTally(True, 0, False, True)),
+                       (1, vocab.LineTally(True, 0, False, False)),
+                       (3, vocab.LineTally(True, 1, False, True))]

@@ -128,12 +128,13 @@ def line_tally(block: bytes, tokens: int) -> LineTally:
     return LineTally(_has_word(lines[0]), middle, _has_word(lines[-1]), True)
 
 
-def count_pieces(pieces: list[bytes]) -> tuple[Counter, list[tuple[int, LineTally]]]:
+def count_pieces(pieces: list[bytes]) -> tuple["PackedCounts", list[tuple[int, LineTally]]]:
     """Count a task of blocks (of one input or of several small ones) at once.
 
-    Returns one Counter for all of them and (tokens, LineTally) per piece, so
-    each input's tokens and sentences stay exact. Pure, for the process pool:
-    packing many small files into one task saves a round trip per file.
+    Returns the counts of all of them, packed (``pack_counts``), and (tokens,
+    LineTally) per piece, so each input's tokens and sentences stay exact.
+    Pure, for the process pool: packing many small files into one task saves
+    a round trip per file.
     """
     counts: Counter = Counter()
     tallies = []
@@ -141,7 +142,33 @@ def count_pieces(pieces: list[bytes]) -> tuple[Counter, list[tuple[int, LineTall
         words = corpus_io.split_words(piece)
         counts.update(words)
         tallies.append((len(words), line_tally(piece, len(words))))
-    return counts, tallies
+    return pack_counts(counts), tallies
+
+
+@dataclass(frozen=True)
+class PackedCounts:
+    """Raw-word counts as two flat buffers: the words joined by LF, and their counts.
+
+    A task's Counter of a few million distinct words is hundreds of MB of
+    Python objects; packed it is about the size of the text, and pickles in
+    one piece. Results waiting in the main process to be added stay small.
+    LF separates words, so it never occurs inside one.
+    """
+
+    joined: bytes
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.counts.shape[0])
+
+    def items(self) -> Iterator[tuple[bytes, int]]:
+        if len(self) == 0:
+            return iter(())
+        return zip(self.joined.split(b"\n"), self.counts.tolist())
+
+
+def pack_counts(counts: Counter) -> PackedCounts:
+    return PackedCounts(b"\n".join(counts), np.fromiter(counts.values(), np.int64, len(counts)))
 
 
 def add_lines(open_line: bool, tally: LineTally) -> tuple[int, bool]:
@@ -340,7 +367,7 @@ class RunWriter:
     """Raw-word counts held in memory and spilled as runs into one run directory.
 
     ``runs`` is how many runs were written to ``run_dir``. Memory: at most
-    ``spill_words`` distinct words plus the words of the task just added.
+    ``spill_words`` distinct words, or one task's if that is more.
     """
 
     def __init__(self, run_dir: str, partitions: int, spill_words: int):
@@ -350,10 +377,15 @@ class RunWriter:
         self.counter: Counter = Counter()
         self.runs = 0
 
-    def add(self, counts: Counter) -> None:
-        self.counter.update(counts)
-        if len(self.counter) > self.spill_words:
+    def add(self, counts: PackedCounts) -> None:
+        # Spill first if the task could take the Counter over the limit: it then never
+        # holds more than spill_words (or one task's) distinct words.
+        if self.counter and len(self.counter) + len(counts) > self.spill_words:
             self.spill()
+        counter = self.counter
+        get = counter.get
+        for word, n in counts.items():
+            counter[word] = get(word, 0) + n
 
     def spill(self) -> None:
         """Write the counts held in memory as the next run and forget them."""

@@ -29,6 +29,20 @@ COMPRESSED = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 BLOCK_BYTES = 1 << 24
 
 
+def reexec_in_venv(script):
+    """Re-run `script` under the repository's .venv (made by bin/_venv.sh with the bench
+    extras) unless this process already runs there."""
+    if os.environ.get("BIGW2V_BENCH_VENV") == "1":
+        return
+    os.environ["BIGW2V_BENCH_VENV"] = "1"
+    setup = 'BIGW2V_EXTRAS=bench source "$0/bin/_venv.sh" && exec python "$@"'
+    name = os.path.basename(script)
+    try:
+        os.execvp("bash", ["bash", "-c", setup, REPO, os.path.abspath(script), *sys.argv[1:]])
+    except OSError as e:
+        sys.exit(f"{name}: cannot run bash to set up the venv: {e}")
+
+
 class BenchError(Exception):
     """A problem the user can fix (missing file, bad option): printed without traceback."""
 

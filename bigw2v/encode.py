@@ -17,6 +17,7 @@ again with the same min-count reuses the file and a new count makes a new one.
 
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -183,10 +184,33 @@ class EncodedCorpus:
         with open(os.path.join(directory, "encoded.json")) as f:
             self.meta = json.load(f)
         self.tokens = np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r")
+        self._released_byte = 0
+        self._released_upto = 0
         # Mapped, not loaded: a billion-token corpus has tens of millions of sentences.
         # np.asarray drops the memmap subclass (which Numba does not take), keeping the mapping.
         self.sentence_starts = np.asarray(
             np.load(os.path.join(directory, "sentence_starts.npy"), mmap_mode="r"))
+
+    def release(self, upto):
+        """Drop the mapped pages of tokens[:upto] from this process's memory.
+
+        The pages stay in the page cache and fault back in when read again (next
+        epoch), but no longer count in the process's RSS: an epoch over a 4 GB
+        token file would otherwise leave all 4 GB resident. Only call it between
+        kernel calls, for tokens already trained in this epoch.
+        """
+        mapping = getattr(self.tokens, "_mmap", None)
+        if mapping is None or not hasattr(mapping, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        base = self.tokens.offset % mmap.ALLOCATIONGRANULARITY  # where the array starts in the map
+        end = (base + 4 * int(upto)) // page * page
+        if upto < self._released_upto:
+            self._released_byte = 0  # a new epoch started over
+        self._released_upto = upto
+        if end > self._released_byte:
+            mapping.madvise(mmap.MADV_DONTNEED, self._released_byte, end - self._released_byte)
+            self._released_byte = end
 
     @property
     def n_tokens(self):

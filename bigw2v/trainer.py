@@ -493,6 +493,7 @@ def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint
                     kernels.train_chunks(ids, *args, p.epoch, s.epochs, s.seed, loss, terms,
                                          trained)
                     p.next_chunk = int(ids[-1]) + 1
+                    corpus.release(int(sentence_starts[chunk_starts[p.next_chunk]]))
                     p.loss_sum += float(loss.sum())
                     p.loss_terms += int(terms.sum())
                     p.trained_words += int(trained.sum())

@@ -85,3 +85,16 @@ def test_encode_refuses_a_corpus_changed_since_counting(tmp_path):
     os.remove(path)
     with pytest.raises(InputDataError, match="gone"):
         enc.encode(workdir, read_manifest(workdir), words, int(counts.sum()), progress=False)
+
+
+def test_released_token_pages_read_back_unchanged(tmp_path):
+    text = " ".join(f"w{i % 97}" for i in range(200_000)) + "\n"
+    path, workdir, words, counts = make_workdir(tmp_path, text)
+    corpus, _ = enc.encode(workdir, read_manifest(workdir), words, int(counts.sum()),
+                           progress=False)
+    before = np.array(corpus.tokens)
+    corpus.release(150_000)
+    corpus.release(160_000)
+    corpus.release(10)  # a new epoch starts over
+    corpus.release(120_000)
+    assert np.array_equal(np.asarray(corpus.tokens), before)

@@ -34,6 +34,7 @@ from .progress import progress_bar
 
 ENCODED_FORMAT = "bigw2v-encoded"
 ENCODED_VERSION = 1
+RELEASE_EVERY = 1 << 24  # tokens written between two drops of their mapped pages
 
 # Per-worker lookup table, set once by _init_worker: shipping a dict of
 # millions of words with every block would cost more than encoding it.
@@ -176,6 +177,25 @@ def encoding_key(words, manifest):
     return h.hexdigest()[:16]
 
 
+def drop_mapped_pages(array, upto, released_byte):
+    """madvise(DONTNEED) the pages of memory-mapped ``array`` that hold items [:upto].
+
+    Starts at byte ``released_byte`` of the mapping (what an earlier call already
+    dropped) and returns the new end. The data is safe: for a shared file
+    mapping the pages (dirty ones included) stay in the page cache; they only
+    stop counting in this process's memory. A no-op where madvise is missing.
+    """
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return released_byte
+    base = array.offset % mmap.ALLOCATIONGRANULARITY  # where the array starts in the map
+    end = (base + array.itemsize * int(upto)) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > released_byte:
+        mapping.madvise(mmap.MADV_DONTNEED, released_byte, end - released_byte)
+        return end
+    return released_byte
+
+
 class EncodedCorpus:
     """The encoded corpus, memory-mapped read-only."""
 
@@ -199,18 +219,10 @@ class EncodedCorpus:
         token file would otherwise leave all 4 GB resident. Only call it between
         kernel calls, for tokens already trained in this epoch.
         """
-        mapping = getattr(self.tokens, "_mmap", None)
-        if mapping is None or not hasattr(mapping, "madvise"):
-            return
-        page = mmap.PAGESIZE
-        base = self.tokens.offset % mmap.ALLOCATIONGRANULARITY  # where the array starts in the map
-        end = (base + 4 * int(upto)) // page * page
         if upto < self._released_upto:
             self._released_byte = 0  # a new epoch started over
         self._released_upto = upto
-        if end > self._released_byte:
-            mapping.madvise(mmap.MADV_DONTNEED, self._released_byte, end - self._released_byte)
-            self._released_byte = end
+        self._released_byte = drop_mapped_pages(self.tokens, upto, self._released_byte)
 
     @property
     def n_tokens(self):
@@ -263,6 +275,7 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
     word_ids = {w.encode("utf-8"): i for i, w in enumerate(words)}
     started = time.time()
     position = 0
+    released = [0, 0]  # bytes of the token map dropped from memory, at token position
     try:
         sentences = SentenceStartsWriter(os.path.join(directory, "sentence_starts.npy"),
                                          corpus.MAX_SENTENCE_WORDS)
@@ -281,6 +294,10 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
         if line_ends.shape[0]:
             sentences.add_breaks(line_ends + position)
         position += ids.shape[0]
+        # Written pages would otherwise all stay resident: 4 GB for a billion tokens.
+        if position - released[1] >= RELEASE_EVERY:
+            released[0] = drop_mapped_pages(tokens, position, released[0])
+            released[1] = position
 
     pool = None
     if threads > 1:

@@ -98,3 +98,13 @@ def test_released_token_pages_read_back_unchanged(tmp_path):
     corpus.release(10)  # a new epoch starts over
     corpus.release(120_000)
     assert np.array_equal(np.asarray(corpus.tokens), before)
+
+
+def test_pages_dropped_while_encoding_keep_every_token(tmp_path, monkeypatch):
+    monkeypatch.setattr(enc, "RELEASE_EVERY", 1000)  # drop pages many times in a small corpus
+    text = "\n".join(" ".join(f"w{(i * 7 + j) % 131}" for j in range(50)) for i in range(2000))
+    path, workdir, words, counts = make_workdir(tmp_path, text)
+    corpus, _ = enc.encode(workdir, read_manifest(workdir), words, int(counts.sum()),
+                           progress=False, block_bytes=4096)
+    row = {w: i for i, w in enumerate(words)}
+    assert np.asarray(corpus.tokens).tolist() == [row[w] for w in text.split()]

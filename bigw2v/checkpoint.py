@@ -43,16 +43,8 @@ def checkpoint_name(number):
     return f"checkpoint-{number:06d}"
 
 
-def fsync_directory(path):
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path):
+def fsync_path(path):
+    """fsync a file (its data) or a directory (a rename or unlink in it) by path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -138,9 +130,9 @@ def write(modeldir, number, weight_files, state):
         record = {"format": STATE_FORMAT, "version": STATE_VERSION, "number": number,
                   **state, "files": files}
         write_json(os.path.join(temp, STATE_NAME), record)
-        fsync_directory(temp)
+        fsync_path(temp)
         os.replace(temp, final)
-        fsync_directory(modeldir)
+        fsync_path(modeldir)
     except OSError as e:
         shutil.rmtree(temp, ignore_errors=True)
         raise OutputError(f"cannot write checkpoint {final}: {e.strerror or e}") from None
@@ -213,6 +205,6 @@ def restore(path, state, modeldir):
             temp = os.path.join(modeldir, f".{name}.restore.tmp")
             copy_file(os.path.join(path, name), temp)
             os.replace(temp, os.path.join(modeldir, name))
-        fsync_directory(modeldir)
+        fsync_path(modeldir)
     except OSError as e:
         raise OutputError(f"cannot restore the weights from {path}: {e.strerror or e}") from None

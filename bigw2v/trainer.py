@@ -528,7 +528,7 @@ def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint
 
     for name, m in mats.items():
         m.flush()
-        checkpoint.fsync_file(os.path.join(modeldir, name))
+        checkpoint.fsync_path(os.path.join(modeldir, name))
     write_vocab(os.path.join(modeldir, "vocab.parquet"), words, counts)
     figures = {
         "vocab_size": vocab_size,
@@ -556,7 +556,7 @@ def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(os.path.join(modeldir, "model.json"), info)
-    checkpoint.fsync_directory(modeldir)
+    checkpoint.fsync_path(modeldir)
     # The model is finished and marked so; what follows is tidying up.
     try:
         os.remove(os.path.join(modeldir, RUN_NAME))

@@ -83,7 +83,7 @@ def build_parser():
     p.add_argument("--min-count", type=_positive_int, default=5,
                    help="smallest count a word needs to enter vocab.parquet (default 5)")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="worker processes (default: all cores)")
+                   help="counting threads (default: all cores)")
     p.add_argument("--no-preflight", action="store_true",
                    help="start even if the workdir's disk looks too small for the counts "
                         "(checked by default: about the size of the text to count)")

@@ -18,12 +18,11 @@ again with the same min-count reuses the file and a new count makes a new one.
 import hashlib
 import json
 import mmap
-import multiprocessing
 import os
 import shutil
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,61 +30,20 @@ from . import corpus
 from .atomic import write_json
 from .errors import InputDataError, OutputError
 from .progress import progress_bar
+from .wordtable import WordTable
 
 ENCODED_FORMAT = "bigw2v-encoded"
 ENCODED_VERSION = 1
 RELEASE_EVERY = 1 << 24  # tokens written between two drops of their mapped pages
 
-# Per-worker lookup table, set once by _init_worker: shipping a dict of
-# millions of words with every block would cost more than encoding it.
-_worker_ids = None
-
-
-def _init_worker(word_ids):
-    global _worker_ids
-    _worker_ids = word_ids
-
-
-def lookup_words(words, word_ids):
-    """Vocabulary rows of ``words`` (raw bytes) as int64, -1 for unknown words.
-
-    A raw word that is not valid UTF-8, or too long, is looked up by its
-    canonical form, the one counting stored it under.
-    """
-    get = word_ids.get
-    ids = np.fromiter([get(w, -1) for w in words], dtype=np.int64, count=len(words))
-    for m in np.flatnonzero(ids < 0):
-        w = words[m]
-        if len(w) > corpus.MAX_WORD_BYTES or not w.isascii():
-            ids[m] = get(corpus.canonical_word(w).encode("utf-8"), -1)
-    return ids
-
-
-def encode_block(block, word_ids):
-    """Encode one block of text (explicit state: the word -> row table).
+def encode_block(block, table):
+    """Encode one block of text (explicit state: the vocabulary's ``WordTable``).
 
     Returns (ids uint32 [n] of the known words, line_ends int64): line_ends[k]
-    is how many ids precede the k-th newline of the block.
+    is how many ids precede the k-th newline of the block. A word is looked
+    up by its canonical form, the one counting stored it under.
     """
-    if b"\n" not in block:
-        ids = lookup_words(corpus.split_words(block), word_ids)
-        return ids[ids >= 0].astype(np.uint32), np.zeros(0, dtype=np.int64)
-    pieces = []
-    line_ends = []
-    n = 0
-    for line in block.split(b"\n"):
-        ids = lookup_words(corpus.split_words(line), word_ids)
-        ids = ids[ids >= 0]
-        pieces.append(ids)
-        n += ids.shape[0]
-        line_ends.append(n)
-    line_ends.pop()  # the text after the last newline does not end with one
-    ids = np.concatenate(pieces).astype(np.uint32) if pieces else np.zeros(0, np.uint32)
-    return ids, np.asarray(line_ends, dtype=np.int64)
-
-
-def _encode_block_in_worker(block):
-    return encode_block(block, _worker_ids)
+    return table.encode_block(block)
 
 
 def sentence_pieces(bounds, max_words):
@@ -272,7 +230,8 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
     except OSError as e:
         raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
 
-    word_ids = {w.encode("utf-8"): i for i, w in enumerate(words)}
+    # One table for all threads: encoding only reads it (the Numba kernel releases the GIL).
+    table = WordTable.from_words(words)
     started = time.time()
     position = 0
     released = [0, 0]  # bytes of the token map dropped from memory, at token position
@@ -299,11 +258,7 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
             released[0] = drop_mapped_pages(tokens, position, released[0])
             released[1] = position
 
-    pool = None
-    if threads > 1:
-        pool = ProcessPoolExecutor(max_workers=threads,
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(word_ids,))
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="encode") if threads > 1 else None
     try:
         for inp in inputs:
             done_bytes = bar.n
@@ -311,9 +266,9 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
                 pending = deque()
                 for block in corpus.iter_blocks(stream, block_bytes, name=inp.path):
                     if pool is None:
-                        take(encode_block(block, word_ids))
+                        take(encode_block(block, table))
                     else:
-                        pending.append(pool.submit(_encode_block_in_worker, block))
+                        pending.append(pool.submit(encode_block, block, table))
                         while len(pending) > 2 * threads:
                             take(pending.popleft().result())
                     bar.update(done_bytes + corpus.raw_bytes_read(stream) - bar.n)

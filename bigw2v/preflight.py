@@ -9,7 +9,8 @@ train
     memory = the weight matrices (V x dim x 4 bytes each: input, output with
     negative sampling, V-1 inner nodes with --hs) + the sampling tables + the
     vocabulary as Python objects + ``MEMORY_MARGIN``; while encoding (if the
-    encoding is not cached) the word -> row table instead, once per process.
+    encoding is not cached) the word -> row table instead (one, shared by the
+    encoding threads).
     The weights are memory-mapped files, so this is page cache, not private
     memory, and the kernel would page them in and out rather than fail; but
     the kernels touch rows at random, so weights that do not fit in RAM make
@@ -56,8 +57,9 @@ GiB = 2**30
 MEMORY_MARGIN = 512 * 2**20
 DISK_MARGIN = 64 * 2**20
 WARN_FRACTION = 0.8
-# Measured: a word as a str in the vocabulary list (~65 B) and as the bytes key of
-# the word -> row dict the encoder builds in every process (~111 B).
+# Measured: a word as a str in the vocabulary list (~65 B); the encoder's one
+# WordTable, shared by its threads, keeps ~35 B a word (11-byte words) and peaks at
+# ~120 B a word of RSS while it is built from an Arrow copy of the words.
 WORD_LIST_BYTES = 80
 WORD_TABLE_BYTES = 120
 # Subsampling thresholds, the alias table and what building it takes.
@@ -127,7 +129,7 @@ class TrainNeeds:
     encoding_disk: int    # in WORKDIR/encoded: token file and sentence offsets (0 if cached)
 
 
-def train_needs(vocab_size, all_words, dim, negative, hs, threads, n_tokens, sentences,
+def train_needs(vocab_size, all_words, dim, negative, hs, n_tokens, sentences,
                 encoding_cached, checkpoints):
     """The needs of training ``vocab_size`` words (rules in the module docstring).
 
@@ -141,8 +143,7 @@ def train_needs(vocab_size, all_words, dim, negative, hs, threads, n_tokens, sen
                 + (vocab_size * HS_BYTES_PER_WORD if hs else 0))
     encoding = 0
     if not encoding_cached:
-        workers = threads if threads > 1 else 0
-        encoding = words + (1 + workers) * vocab_size * WORD_TABLE_BYTES
+        encoding = words + vocab_size * WORD_TABLE_BYTES
     copies = 2 if checkpoints else 0
     model_disk = weights * (1 + copies) + vocab_size * 32 + DISK_MARGIN  # + vocab.parquet
     encoding_disk = 0 if encoding_cached else 4 * n_tokens + 2 * 8 * (sentences + 1) + DISK_MARGIN
@@ -171,7 +172,7 @@ def check_train(workdir, modeldir, settings, counts, vocab_size, sentences, enco
 
     def needs(v, cached):
         tokens = n_tokens if v == vocab_size else int(np.sum(counts[:v]))
-        return train_needs(v, len(counts), s.dim, s.negative, s.hs, s.threads, tokens,
+        return train_needs(v, len(counts), s.dim, s.negative, s.hs, tokens,
                            sentences, cached, checkpoints)
 
     def shortfalls(v, cached):

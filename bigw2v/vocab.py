@@ -5,16 +5,17 @@ Counting is exact (nothing is pruned) and its memory is bounded by
 
 1. Each input is read in blocks (``corpus.iter_blocks``); blocks are packed
    into tasks of about one block (a large input: one block a task; small
-   files: many to a task) and ``count_pieces`` turns a task into a Counter
-   of raw words. Tasks are counted in a process pool; the main process adds
-   their Counters into one Counter for the current group of inputs (a large
+   files: many to a task). Counting threads each fill their own
+   ``wordtable.WordTable`` (a Numba tokenizer and hash table that releases
+   the GIL), one task at a time, for the current group of inputs (a large
    input alone, or small files together: ``plan_groups``).
-2. When that Counter holds more than ``spill_words`` distinct words, and at
-   the end of the group, it is written out as a *run*:
+2. When a table holds more than its share of ``spill_words`` distinct words,
+   and at the end of the group, it is written out as a *run*:
    ``WORKDIR/runs/<group-key>/<run-no>/part-XXXXX.parquet``, the words cut
-   into ``partitions`` parts by a stable hash (CRC-32 of the UTF-8 word).
-   Runs are kept per group so a later incremental count can drop and recount
-   one changed input (with the rest of its group, for a small file).
+   into ``partitions`` parts by a stable hash (``wordtable.partition_of``:
+   FNV-1a of the UTF-8 word, mixed). Runs are kept per group so a later
+   incremental count can drop and recount one changed input (with the rest
+   of its group, for a small file).
 3. Each partition's runs are merged by summing counts into
    ``WORKDIR/shards/part-XXXXX.parquet`` (memory: one partition at a time).
 4. The words with count >= min_count, sorted by count descending then word
@@ -32,8 +33,9 @@ A line may span blocks, so each block reports a ``LineTally`` of its line
 edges and ``add_lines`` folds them, in input order, into the exact count.
 
 The per-group work (``count_group``; ``count_input`` for one input) has
-explicit state and writes only its own runs, so a distributed engine could
-run it per group and call ``merge_runs`` once all runs exist.
+explicit state (the tables it fills, the runs it writes) and writes only its
+own runs, so a distributed engine could run it per group and call
+``merge_runs`` once all runs exist.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
-import zlib
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, NamedTuple
@@ -63,6 +65,7 @@ from bigw2v import lock
 from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
 from bigw2v.atomic import atomic_write, write_json
 from bigw2v.progress import progress_bar
+from bigw2v.wordtable import WordTable, partition_of
 
 COUNT_FORMAT = "bigw2v-count"
 COUNT_VERSION = 1
@@ -77,6 +80,9 @@ log = logging.getLogger("bigw2v")
 
 SPILL_WORDS = 4_000_000
 PARTITIONS = 16
+# Recorded with every run: runs partitioned by another hash (CRC-32 before
+# version 0.2) cannot be merged with these and are counted again.
+PARTITION_HASH = "fnv1a64-fmix64-high32"
 # Regular files under SMALL_INPUT_BYTES are counted in groups of up to
 # GROUP_BYTES / GROUP_FILES that share one run directory (see plan_groups).
 SMALL_INPUT_BYTES = 4 * 2**20
@@ -105,70 +111,18 @@ class LineTally(NamedTuple):
     newline: bool
 
 
-def _has_word(segment: bytes) -> bool:
-    # Only space, tab, CR separate words here: 0x0b and 0x0c are word bytes.
-    return bool(segment.strip(b" \t\r"))
+def count_pieces(pieces: list[bytes], table: WordTable) -> list[tuple[int, LineTally]]:
+    """Count a task's blocks (of one input or of several small ones) into ``table``.
 
-
-def count_block(block: bytes) -> tuple[Counter, int, LineTally]:
-    """Count one block: (Counter of raw words, number of tokens, its LineTally).
-
-    Pure, so it can run in any process on any block.
+    Returns (tokens, LineTally) per piece, so each input's tokens and
+    sentences stay exact. The table is the explicit state: any thread (or
+    process, or machine) can count any task into a table of its own.
     """
-    words = corpus_io.split_words(block)
-    return Counter(words), len(words), line_tally(block, len(words))
-
-
-def line_tally(block: bytes, tokens: int) -> LineTally:
-    """The LineTally of a block that has ``tokens`` words."""
-    if b"\n" not in block:
-        return LineTally(tokens > 0, 0, False, False)
-    lines = corpus_io.split_lines(block)
-    middle = sum(1 for line in lines[1:-1] if _has_word(line))
-    return LineTally(_has_word(lines[0]), middle, _has_word(lines[-1]), True)
-
-
-def count_pieces(pieces: list[bytes]) -> tuple["PackedCounts", list[tuple[int, LineTally]]]:
-    """Count a task of blocks (of one input or of several small ones) at once.
-
-    Returns the counts of all of them, packed (``pack_counts``), and (tokens,
-    LineTally) per piece, so each input's tokens and sentences stay exact.
-    Pure, for the process pool: packing many small files into one task saves
-    a round trip per file.
-    """
-    counts: Counter = Counter()
     tallies = []
     for piece in pieces:
-        words = corpus_io.split_words(piece)
-        counts.update(words)
-        tallies.append((len(words), line_tally(piece, len(words))))
-    return pack_counts(counts), tallies
-
-
-@dataclass(frozen=True)
-class PackedCounts:
-    """Raw-word counts as two flat buffers: the words joined by LF, and their counts.
-
-    A task's Counter of a few million distinct words is hundreds of MB of
-    Python objects; packed it is about the size of the text, and pickles in
-    one piece. Results waiting in the main process to be added stay small.
-    LF separates words, so it never occurs inside one.
-    """
-
-    joined: bytes
-    counts: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.counts.shape[0])
-
-    def items(self) -> Iterator[tuple[bytes, int]]:
-        if len(self) == 0:
-            return iter(())
-        return zip(self.joined.split(b"\n"), self.counts.tolist())
-
-
-def pack_counts(counts: Counter) -> PackedCounts:
-    return PackedCounts(b"\n".join(counts), np.fromiter(counts.values(), np.int64, len(counts)))
+        tokens, first, middle, last, newline = table.count_block(piece)
+        tallies.append((tokens, LineTally(first, middle, last, newline)))
+    return tallies
 
 
 def add_lines(open_line: bool, tally: LineTally) -> tuple[int, bool]:
@@ -186,35 +140,6 @@ def add_lines(open_line: bool, tally: LineTally) -> tuple[int, bool]:
 # ---------------------------------------------------------------- tables
 
 
-def counter_to_table(counter: Counter) -> pa.Table:
-    """A (word: string, count: int64) table from raw-word counts.
-
-    Words are canonicalised (``corpus.canonical_word``); raw words with the
-    same canonical form have their counts summed. Row order is unspecified.
-    """
-    words: list[str] = []
-    counts: list[int] = []
-    odd: dict[str, int] = {}  # canonicalised by the slow path: may collide
-    limit = corpus_io.MAX_WORD_BYTES
-    for raw, n in counter.items():
-        if len(raw) <= limit:
-            try:
-                words.append(raw.decode("utf-8"))
-                counts.append(n)
-                continue
-            except UnicodeDecodeError:
-                pass
-        word = corpus_io.canonical_word(raw)
-        odd[word] = odd.get(word, 0) + n
-    table = pa.table([pa.array(words, pa.string()), pa.array(counts, pa.int64())], schema=VOCAB_SCHEMA)
-    if odd:
-        # A replaced or truncated word can equal a clean one; merge them.
-        extra = pa.table([pa.array(list(odd), pa.string()), pa.array(list(odd.values()), pa.int64())],
-                         schema=VOCAB_SCHEMA)
-        table = sum_by_word(pa.concat_tables([table, extra]))
-    return table
-
-
 def sum_by_word(table: pa.Table) -> pa.Table:
     """Rows with equal words merged, counts summed (order unspecified)."""
     summed = table.group_by("word").aggregate([("count", "sum")])
@@ -222,29 +147,20 @@ def sum_by_word(table: pa.Table) -> pa.Table:
                     schema=VOCAB_SCHEMA)
 
 
-def word_partitions(words: Iterable[str], partitions: int) -> np.ndarray:
-    """The partition of each word: CRC-32 of its UTF-8 bytes modulo ``partitions``.
-
-    CRC-32 rather than ``hash()``: Python randomises string hashes per
-    process, and a word must land in the same partition in every run.
-    """
-    crc = zlib.crc32
-    return np.fromiter((crc(w.encode("utf-8")) for w in words), dtype=np.uint32) % np.uint32(partitions)
-
-
-def split_partitions(table: pa.Table, partitions: int) -> Iterator[tuple[int, pa.Table]]:
-    """Yield (partition, rows of that partition) for every non-empty partition."""
-    if table.num_rows == 0:
+def table_partitions(table: WordTable, partitions: int) -> Iterator[tuple[int, pa.Table]]:
+    """A table's words, canonicalised, as (partition, (word, count) rows) per non-empty partition."""
+    words, counts, hashes = table.word_counts()
+    if len(words) == 0:
         return
-    parts = word_partitions(table.column("word").to_pylist(), partitions)
+    parts = partition_of(hashes, partitions)
     order = np.argsort(parts, kind="stable")
-    table = table.take(pa.array(order))
-    parts = parts[order]
-    bounds = np.searchsorted(parts, np.arange(partitions + 1))
+    rows = pa.table([words.take(pa.array(order)).cast(pa.string()), pa.array(counts[order])],
+                    schema=VOCAB_SCHEMA)
+    bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
     for p in range(partitions):
         lo, hi = int(bounds[p]), int(bounds[p + 1])
         if hi > lo:
-            yield p, table.slice(lo, hi - lo)
+            yield p, rows.slice(lo, hi - lo)
 
 
 def part_name(partition: int) -> str:
@@ -364,40 +280,111 @@ def plan_groups(inputs: list[corpus_io.InputFile], small_input_bytes: int = SMAL
 
 
 class RunWriter:
-    """Raw-word counts held in memory and spilled as runs into one run directory.
+    """Spills word tables as runs into one run directory (thread-safe).
 
-    ``runs`` is how many runs were written to ``run_dir``. Memory: at most
-    ``spill_words`` distinct words, or one task's if that is more.
+    ``runs`` is how many runs were written to ``run_dir``.
     """
 
-    def __init__(self, run_dir: str, partitions: int, spill_words: int):
+    def __init__(self, run_dir: str, partitions: int):
         self.run_dir = run_dir
         self.partitions = partitions
-        self.spill_words = spill_words
-        self.counter: Counter = Counter()
         self.runs = 0
+        self._lock = threading.Lock()
 
-    def add(self, counts: PackedCounts) -> None:
-        # Spill first if the task could take the Counter over the limit: it then never
-        # holds more than spill_words (or one task's) distinct words.
-        if self.counter and len(self.counter) + len(counts) > self.spill_words:
-            self.spill()
-        counter = self.counter
-        get = counter.get
-        for word, n in counts.items():
-            counter[word] = get(word, 0) + n
-
-    def spill(self) -> None:
-        """Write the counts held in memory as the next run and forget them."""
-        if not self.counter:
+    def spill(self, table: WordTable) -> None:
+        """Write the table's counts as the next run and empty the table."""
+        if not len(table):
             return
-        directory = os.path.join(self.run_dir, f"{self.runs:05d}")
+        with self._lock:
+            number = self.runs
+            self.runs += 1
+        directory = os.path.join(self.run_dir, f"{number:05d}")
         os.makedirs(directory, exist_ok=True)
-        table = counter_to_table(self.counter)
-        self.counter = Counter()  # freed before the table is split and written
-        for p, part in split_partitions(table, self.partitions):
+        for p, part in table_partitions(table, self.partitions):
             _write_table_atomic(part, os.path.join(directory, part_name(p)))
-        self.runs += 1
+        table.clear()
+
+
+class Counters:
+    """The word tables of the counting threads, and the threads.
+
+    ``threads`` tables, one per thread: a task takes a free table, counts
+    into it and gives it back, so no two threads ever write the same table.
+    A table that passes ``spill_words // threads`` distinct words is spilled
+    as a run right away, which bounds memory at about ``spill_words`` words
+    (``WordTable`` costs about 40 bytes a word plus the words' bytes) plus
+    ``2 * threads`` blocks of text in flight.
+    """
+
+    def __init__(self, threads: int, spill_words: int):
+        self.threads = threads
+        self.spill_at = max(1, spill_words // threads)
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(threads):
+            self._free.put(WordTable())
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="count") if threads > 1 else None
+
+    def _count(self, pieces: list[bytes], runs: RunWriter) -> list[tuple[int, LineTally]]:
+        table = self._free.get()
+        try:
+            tallies = count_pieces(pieces, table)
+            if len(table) > self.spill_at:
+                runs.spill(table)
+            return tallies
+        finally:
+            self._free.put(table)
+
+    def map(self, tasks: Iterable, runs: RunWriter) -> Iterator:
+        """(tag, tallies) for each (tag, pieces) task, in order, spilling into ``runs``.
+
+        At most ``2 * threads`` tasks are pending: memory stays a few blocks
+        however fast the reader is; results come back in submission order,
+        as the line tally needs.
+        """
+        if self._pool is None:
+            for tag, pieces in tasks:
+                yield tag, self._count(pieces, runs)
+            return
+        pending: deque = deque()
+        try:
+            for tag, pieces in tasks:
+                pending.append((tag, self._pool.submit(self._count, pieces, runs)))
+                while len(pending) >= 2 * self.threads:
+                    tag, future = pending.popleft()
+                    yield tag, future.result()
+            while pending:
+                tag, future = pending.popleft()
+                yield tag, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+            for _, future in pending:
+                if not future.cancelled():
+                    future.exception()  # wait: a running task still holds a table
+
+    def spill_all(self, runs: RunWriter) -> None:
+        """Spill every table (call when no task is pending): the group's last runs.
+
+        Tables that fit together under the spill limit are merged first: one
+        run instead of one per thread, fewer files to write and merge.
+        """
+        tables = [self._free.get() for _ in range(self.threads)]
+        try:
+            first = tables[0]
+            for table in tables[1:]:
+                if len(first) + len(table) <= self.spill_at * self.threads:
+                    first.absorb(table)
+                    table.clear()
+                else:
+                    runs.spill(table)
+            runs.spill(first)
+        finally:
+            for table in tables:
+                self._free.put(table)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -454,31 +441,35 @@ def _tasks(inputs: list[corpus_io.InputFile], block_bytes: int,
 
 def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions: int = PARTITIONS,
                 spill_words: int = SPILL_WORDS, block_bytes: int = corpus_io.BLOCK_BYTES,
-                map_tasks: Callable[[Iterable], Iterable] | None = None,
+                counters: Counters | None = None,
                 on_bytes: Callable[[int], None] | None = None) -> list[dict]:
     """Count inputs together into runs under ``runs_root/<group-key>/``; return their records.
 
-    ``map_tasks`` maps (tag, pieces) tasks to (tag, ``count_pieces`` result),
-    in order (default: in this process). ``on_bytes(n)`` is told the raw
-    bytes of the group's files read so far, for progress.
+    ``counters``: the tables and threads to count with (default: one table,
+    this thread; ``spill_words`` applies only then). ``on_bytes(n)`` is told
+    the raw bytes of the group's files read so far, for progress.
     """
-    if map_tasks is None:
-        map_tasks = _map_here
+    own = counters is None
+    if own:
+        counters = Counters(1, spill_words)
     run_dir = os.path.join(runs_root, group_key([inp.path for inp in inputs]))
     shutil.rmtree(run_dir, ignore_errors=True)
-    runs = RunWriter(run_dir, partitions, spill_words)
+    runs = RunWriter(run_dir, partitions)
     tallies = [InputTally() for _ in inputs]
-    for members, (counts, piece_tallies) in map_tasks(_tasks(inputs, block_bytes, on_bytes)):
-        runs.add(counts)
-        for m, (tokens, tally) in zip(members, piece_tallies):
-            tallies[m].add(tokens, tally)
-    runs.spill()
+    try:
+        for members, piece_tallies in counters.map(_tasks(inputs, block_bytes, on_bytes), runs):
+            for m, (tokens, tally) in zip(members, piece_tallies):
+                tallies[m].add(tokens, tally)
+        counters.spill_all(runs)
+    finally:
+        if own:
+            counters.close()
     records = [t.record(inp) for t, inp in zip(tallies, inputs)]
     # Written last: a run directory with it is complete and can be reused by a later
     # incremental count; one without it (a killed count) is recounted.
     os.makedirs(run_dir, exist_ok=True)  # inputs without words have no runs
     write_json(os.path.join(run_dir, INPUT_RECORD),
-               {"inputs": records, "partitions": partitions,
+               {"inputs": records, "partitions": partitions, "partition_hash": PARTITION_HASH,
                 "max_word_bytes": corpus_io.MAX_WORD_BYTES})
     return records
 
@@ -497,8 +488,8 @@ _RECORD_FIELDS = (("path", str), ("size", int), ("mtime_ns", int), ("tokens", in
 def read_group_records(runs_root: str, partitions: int) -> dict[str, list[dict]]:
     """{run directory: records of its inputs} for every complete run directory.
 
-    Only directories counted with these ``partitions`` and this
-    ``MAX_WORD_BYTES`` count; unreadable records are ignored (their
+    Only directories counted with these ``partitions``, this
+    ``PARTITION_HASH`` and this ``MAX_WORD_BYTES`` count; unreadable records are ignored (their
     directories are recounted). A record of the one-input layout of earlier
     versions (the record's fields at the top) is read as a group of one.
     """
@@ -510,6 +501,7 @@ def read_group_records(runs_root: str, partitions: int) -> dict[str, list[dict]]
         except (OSError, ValueError):
             continue
         if (not isinstance(rec, dict) or rec.get("partitions") != partitions
+                or rec.get("partition_hash") != PARTITION_HASH
                 or rec.get("max_word_bytes") != corpus_io.MAX_WORD_BYTES):
             continue
         members = rec.get("inputs", [rec])
@@ -541,35 +533,6 @@ def reusable_groups(inputs: list[corpus_io.InputFile], groups: dict[str, list[di
     return keep, reused
 
 
-def _map_here(tasks: Iterable) -> Iterator:
-    return ((tag, count_pieces(pieces)) for tag, pieces in tasks)
-
-
-def _pool_mapper(pool: ProcessPoolExecutor, in_flight: int):
-    """A map_tasks that counts in ``pool`` with at most ``in_flight`` tasks pending.
-
-    The bound keeps memory at a few blocks however fast the reader is;
-    results come back in submission order, as the line tally needs.
-    """
-
-    def map_tasks(tasks: Iterable) -> Iterator:
-        pending: deque = deque()
-        try:
-            for tag, pieces in tasks:
-                pending.append((tag, pool.submit(count_pieces, pieces)))
-                while len(pending) >= in_flight:
-                    tag, future = pending.popleft()
-                    yield tag, future.result()
-            while pending:
-                tag, future = pending.popleft()
-                yield tag, future.result()
-        finally:
-            for _, future in pending:
-                future.cancel()
-
-    return map_tasks
-
-
 # ---------------------------------------------------------------- all inputs
 
 
@@ -591,8 +554,15 @@ def merge_runs(workdir: str, partitions: int, min_count: int) -> tuple[pa.Table,
         files = [f for f in (os.path.join(d, part_name(p)) for d in run_dirs) if os.path.exists(f)]
         if not files:
             continue
-        merged = sum_by_word(pa.concat_tables([pq.read_table(f) for f in files]))
-        _write_table_atomic(merged, os.path.join(shards, part_name(p)))
+        shard = os.path.join(shards, part_name(p))
+        if len(files) == 1:
+            # A run's words are unique already: the shard is a copy of it.
+            merged = pq.read_table(files[0])
+            with atomic_write(shard) as f, open(files[0], "rb") as run:
+                shutil.copyfileobj(run, f)
+        else:
+            merged = sum_by_word(pa.concat_tables([pq.read_table(f) for f in files]))
+            _write_table_atomic(merged, shard)
         distinct += merged.num_rows
         tokens += int(pc.sum(merged.column("count")).as_py() or 0)
         kept.append(merged.filter(pc.greater_equal(merged.column("count"), min_count)))
@@ -678,7 +648,7 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
 
     ``corpus``: files, directories or ``-`` (see ``corpus.expand_inputs``).
     Writes runs/, shards/, vocab.parquet and, last, count.json (module
-    docstring). ``threads`` None means all cores; 1 counts in this process.
+    docstring). ``threads`` None means all cores; 1 counts in the calling thread.
     ``small_input_bytes``: files under this size are counted in groups (0:
     every input alone). ``preflight``: refuse to start when the workdir's
     disk cannot hold the counts (``preflight.check_count``).
@@ -723,13 +693,9 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
     from_stdin = any(inp.path == "-" for inp in inputs)
     bar = progress_bar(None if from_stdin else sum(inp.size for inp in to_count), "count",
                        unit="B", enabled=progress)
-    pool = None
+    counters = Counters(threads, spill_words)
     counted = {}
     try:
-        map_tasks = None
-        if threads > 1:
-            pool = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn"))
-            map_tasks = _pool_mapper(pool, 2 * threads)
         for group in plan_groups(to_count, small_input_bytes):
             done = bar.n
 
@@ -737,16 +703,15 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
                 bar.update(done + n - bar.n)
 
             for record in count_group(group, runs_root, partitions=partitions,
-                                      spill_words=spill_words, block_bytes=block_bytes,
-                                      map_tasks=map_tasks, on_bytes=on_bytes):
+                                      block_bytes=block_bytes, counters=counters,
+                                      on_bytes=on_bytes):
                 counted[record["path"]] = record
             bar.update(done + sum(inp.size for inp in group) - bar.n)
     except OSError as exc:
         # Reading errors are InputDataError by now; an OSError here is a write.
         raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        counters.close()
         bar.close()
     records = [reused.get(inp.path) or counted[inp.path] for inp in inputs]
 

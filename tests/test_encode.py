@@ -5,13 +5,14 @@ import pytest
 
 from bigw2v import encode as enc
 from bigw2v.errors import InputDataError
+from bigw2v.wordtable import WordTable
 from bigw2v.vocab import count, read_manifest, read_vocab
 
 
 def test_encode_block_drops_unknown_words_and_marks_line_ends():
-    ids = {b"a": 0, b"b": 1, "café".encode(): 2}
+    table = WordTable.from_words(["a", "b", "café"])
     block = b"a x b\n\nb a\t" + "café".encode() + b" zz\n" + b"a"
-    tokens, line_ends = enc.encode_block(block, ids)
+    tokens, line_ends = enc.encode_block(block, table)
     assert tokens.tolist() == [0, 1, 1, 0, 2, 0]
     assert line_ends.tolist() == [2, 2, 5]
 
@@ -20,9 +21,10 @@ def test_invalid_utf8_and_long_words_find_their_canonical_entry():
     from bigw2v.corpus import MAX_WORD_BYTES, canonical_word
     bad = b"caf\xe9"
     long = b"x" * (MAX_WORD_BYTES + 50)
-    ids = {canonical_word(bad).encode(): 0, canonical_word(long).encode(): 1}
-    tokens, _ = enc.encode_block(bad + b" " + long + b" other", ids)
+    table = WordTable.from_words([canonical_word(bad), canonical_word(long)])
+    tokens, lines = enc.encode_block(b"\xff\n" + bad + b" " + long + b" other\n\xfe\n", table)
     assert tokens.tolist() == [0, 1]
+    assert lines.tolist() == [0, 2, 2]  # the unknown \xff and \xfe leave no id behind
 
 
 def test_sentence_starts_cut_long_sentences_and_skip_empty_ones():

@@ -38,7 +38,7 @@ def needs(workdir, vocab_size, checkpoints=True, cached=False):
     manifest = read_manifest(workdir)
     counts = read_vocab(workdir)[1]
     n_tokens = int(counts[:vocab_size].sum())
-    return preflight.train_needs(vocab_size, len(counts), DIM, 5, False, 1, n_tokens,
+    return preflight.train_needs(vocab_size, len(counts), DIM, 5, False, n_tokens,
                                  preflight.sentences_bound(manifest, n_tokens), cached,
                                  checkpoints)
 
@@ -117,11 +117,11 @@ def test_token_file_counts_on_the_workdir_disk(tmp_path, room):
 
 
 def test_train_needs_rule():
-    n = preflight.train_needs(1000, 1500, 10, 5, True, 4, 10**6, 10**4, False, True)
+    n = preflight.train_needs(1000, 1500, 10, 5, True, 10**6, 10**4, False, True)
     assert n.weights == 4 * 10 * (1000 + 1000 + 999)
     assert n.model_disk == 3 * n.weights + 1000 * 32 + preflight.DISK_MARGIN
     assert n.encoding_disk == 4 * 10**6 + 16 * (10**4 + 1) + preflight.DISK_MARGIN
-    cached = preflight.train_needs(1000, 1500, 10, 5, True, 4, 10**6, 10**4, True, False)
+    cached = preflight.train_needs(1000, 1500, 10, 5, True, 10**6, 10**4, True, False)
     assert cached.encoding_disk == 0 and cached.model_disk == n.weights + 1000 * 32 + preflight.DISK_MARGIN
 
 

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bigw2v import corpus, vocab
+from bigw2v.wordtable import WordTable, word_partitions
 from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
 
 SEPARATORS = b" \t\r\n"
@@ -64,17 +65,37 @@ def count_quietly(inputs, workdir, **kwargs):
     return vocab.count(inputs, str(workdir), progress=False, **kwargs)
 
 
-# ---------------------------------------------------------------- count_block
+# ---------------------------------------------------------------- one block
 
 
-def test_count_block_counts_words_tokens_and_lines():
-    counts, tokens, tally = vocab.count_block(b"a b\ta\r\n\n c \n  \nd")
-    assert counts == Counter({b"a": 2, b"b": 1, b"c": 1, b"d": 1})
+def count_one(block):
+    """(counts by canonical word, tokens, LineTally) of one block, counted by count_pieces."""
+    table = WordTable()
+    [(tokens, tally)] = vocab.count_pieces([block], table)
+    words, counts, _ = table.word_counts()
+    return dict(zip(words.to_pylist(), counts.tolist())), tokens, tally
+
+
+def test_count_pieces_counts_words_tokens_and_lines():
+    counts, tokens, tally = count_one(b"a b\ta\r\n\n c \n  \nd")
+    assert counts == {"a": 2, "b": 1, "c": 1, "d": 1}
     assert tokens == 5
     assert tally == vocab.LineTally(first=True, middle=1, last=True, newline=True)
-    assert vocab.count_block(b"x y ")[2] == vocab.LineTally(True, 0, False, False)
-    assert vocab.count_block(b"  \n")[2] == vocab.LineTally(False, 0, False, True)
-    assert vocab.count_block(b"\x0b\n")[2].first  # \x0b is a word
+    assert count_one(b"x y ")[2] == vocab.LineTally(True, 0, False, False)
+    assert count_one(b"  \n")[2] == vocab.LineTally(False, 0, False, True)
+    assert count_one(b"")[1:] == (0, vocab.LineTally(False, 0, False, False))
+    assert count_one(b"\x0b\n")[2].first  # \x0b is a word
+
+
+def test_count_pieces_keeps_each_piece_tally():
+    table = WordTable()
+    tallies = vocab.count_pieces([b"a b\n", b"c", b"a\n\nd e\n", b" \n"], table)
+    words, counts, _ = table.word_counts()
+    assert dict(zip(words.to_pylist(), counts.tolist())) == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1}
+    assert tallies == [(2, vocab.LineTally(True, 0, False, True)),
+                       (1, vocab.LineTally(True, 0, False, False)),
+                       (3, vocab.LineTally(True, 1, False, True)),
+                       (0, vocab.LineTally(False, 0, False, True))]
 
 
 @pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 8, 13, 1000])
@@ -82,7 +103,7 @@ def test_sentences_are_exact_across_block_boundaries(block_bytes):
     text = b"a b\n\n  c\n \t\nd e f g\r\n   h" + b"\n" * 3 + b" i  j  k "
     open_line, sentences, tokens = False, 0, 0
     for block in corpus.iter_blocks(io.BytesIO(text), block_bytes):
-        _, n, tally = vocab.count_block(block)
+        _, n, tally = count_one(block)
         done, open_line = vocab.add_lines(open_line, tally)
         sentences += done
         tokens += n
@@ -93,27 +114,18 @@ def test_sentences_are_exact_across_block_boundaries(block_bytes):
 # ---------------------------------------------------------------- tables
 
 
-def test_counter_to_table_merges_canonical_collisions():
-    counter = Counter({b"\xff": 2, b"\xfe": 3, "\ufffd".encode(): 4, b"ok": 1,
-                       b"z" * 1001: 5, b"z" * 1000: 6, b"z" * 1500 + b"tail": 7})
-    table = vocab.counter_to_table(counter)
-    assert table.schema == vocab.VOCAB_SCHEMA
-    got = dict(zip(table.column("word").to_pylist(), table.column("count").to_pylist()))
-    assert got == {"\ufffd": 9, "ok": 1, "z" * 1000: 18}
-
-
-def test_partitions_are_stable_and_cover_every_word():
+def test_table_partitions_canonicalise_and_cover_every_word():
+    table = WordTable()
     words = [f"word{i}" for i in range(1000)] + ["é", "😀"]
-    parts = vocab.word_partitions(words, 16)
-    assert parts.tolist() == vocab.word_partitions(list(words), 16).tolist()
-    import zlib
-
-    assert parts[0] == zlib.crc32(b"word0") % 16
-    table = pa.table({"word": words, "count": pa.array(range(len(words)), pa.int64())})
-    pieces = list(vocab.split_partitions(table, 16))
-    assert sum(t.num_rows for _, t in pieces) == len(words)
+    table.count_block(" ".join(words).encode() + b" \xff \xfe " + "\ufffd".encode())
+    pieces = list(vocab.table_partitions(table, 16))
+    assert len(pieces) == 16  # 1003 words over 16 partitions: none empty
+    got = {}
     for p, piece in pieces:
-        assert set(vocab.word_partitions(piece.column("word").to_pylist(), 16).tolist()) == {p}
+        assert piece.schema == vocab.VOCAB_SCHEMA
+        assert set(word_partitions(piece.column("word").to_pylist(), 16).tolist()) == {p}
+        got.update(zip(piece.column("word").to_pylist(), piece.column("count").to_pylist()))
+    assert got == {**{w: 1 for w in words}, "\ufffd": 3}
 
 
 # ---------------------------------------------------------------- count()
@@ -321,12 +333,3 @@ def test_plan_groups_batches_small_files_in_order(tmp_path):
     assert vocab.plan_groups([a, b], small_input_bytes=0) == [[a], [b]]
     assert vocab.group_key([a.path]) == vocab.input_key(a.path)
     assert vocab.group_key([a.path, b.path]).startswith("group-")
-
-
-def test_count_pieces_keeps_each_piece_tally():
-    counts, tallies = vocab.count_pieces([b"a b\n", b"c", b"a\n\nd e\n"])
-    assert dict(counts.items()) == {b"a": 2, b"b": 1, b"c": 1, b"d": 1, b"e": 1}
-    assert len(counts) == 5 and list(vocab.count_pieces([b" \n"])[0].items()) == []
-    assert tallies == [(2, vocab.LineTally(True, 0, False, True)),
-                       (1, vocab.LineTally(True, 0, False, False)),
-                       (3, vocab.LineTally(True, 1, False, True))]

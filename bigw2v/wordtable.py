@@ -1,0 +1,631 @@
+"""A hash table of words kept as raw bytes, and the Numba kernels that fill and query it.
+
+Counting and encoding both cut blocks of text into words (the C tool's rule,
+see ``corpus``) and look every word up in a table. Done with ``bytes.split``
+and a dict, that costs a Python object and a few dozen interpreter
+instructions per word; here one Numba pass over a block's bytes finds the
+words and probes the table, allocates nothing per word, and releases the
+GIL, so threads can work on different blocks at once.
+
+The table (``WordTable``) is a handful of NumPy arrays, passed explicitly to
+the kernels:
+
+``slots`` int32 [capacity]
+    Open addressing with linear probing; capacity is a power of two and the
+    table is grown (doubled, rehashed) before it is half full. -1 marks an
+    empty slot, anything else is a row.
+``hashes`` uint64 [rows]
+    The 64-bit FNV-1a hash of each row's key. Compared before the bytes, so
+    a probe almost never touches the bytes of a different word. Mixed
+    (MurmurHash3's finaliser), its low bits pick the slot and its high bits
+    the Parquet partition of the word (``partition_of``).
+``offsets`` int64 [rows + 1], ``arena`` uint8
+    Row r's key is ``arena[offsets[r]:offsets[r + 1]]``: the layout of an
+    Arrow large-binary array, so the words reach Parquet without one Python
+    object each.
+``counts`` int64 [rows]
+    How often each word was seen (counting); unused by a lookup-only table.
+
+Arrays are allocated with room to spare and grown by doubling; ``n_words``
+says how many rows are in use. Rows are numbered in insertion order.
+
+Keys. A word's key is its raw bytes cut to ``MAX_WORD_BYTES + 1``: two words
+that agree on those bytes have the same canonical string
+(``corpus.canonical_word`` never looks further), so counting them as one key
+early is exact and bounds a key's size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from bigw2v import corpus
+
+KEY_BYTES = corpus.MAX_WORD_BYTES + 1
+UNRESOLVED = np.uint32(0xFFFFFFFF)  # an encode placeholder for a word only Python can canonicalise
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_MIX1 = np.uint64(0xFF51AFD7ED558CCD)
+_MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
+_U64 = np.uint64
+_SPACE, _TAB, _CR, _LF = 32, 9, 13, 10
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+@njit(cache=True, inline="always")
+def _is_separator(c):
+    return c == _SPACE or c == _LF or c == _TAB or c == _CR
+
+
+@njit(cache=True, inline="always")
+def _mixed(h):
+    # FNV-1a alone spreads short keys that differ in their last byte badly
+    # (words "word0".."word999" fell into 4 of 16 partitions); MurmurHash3's
+    # finaliser makes every output bit depend on every input bit.
+    h = (h ^ (h >> _U64(33))) * _MIX1
+    h = (h ^ (h >> _U64(33))) * _MIX2
+    return h ^ (h >> _U64(33))
+
+
+@njit(cache=True, inline="always")
+def _slot_of(h, mask):
+    return np.int64(_mixed(h) & _U64(mask))
+
+
+@njit(cache=True)
+def fnv1a(data, start, stop):
+    """The 64-bit FNV-1a hash of data[start:stop] (uint8)."""
+    h = _FNV_OFFSET
+    for i in range(start, stop):
+        h = (h ^ _U64(data[i])) * _FNV_PRIME
+    return h
+
+
+@njit(cache=True, inline="always")
+def _same_key(data, start, length, arena, offsets, row):
+    lo = offsets[row]
+    if offsets[row + 1] - lo != length:
+        return False
+    for k in range(length):
+        if arena[lo + k] != data[start + k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _find(data, start, length, h, slots, hashes, offsets, arena):
+    """The row of key data[start:start+length] with hash h, or -(slot + 1) of the empty slot where it would go."""
+    mask = slots.shape[0] - 1
+    slot = _slot_of(h, mask)
+    while True:
+        row = slots[slot]
+        if row < 0:
+            return -(slot + 1)
+        if hashes[row] == h and _same_key(data, start, length, arena, offsets, row):
+            return row
+        slot = (slot + 1) & mask
+
+
+@njit(cache=True)
+def _rehashed(capacity, hashes, n_words):
+    slots = np.full(capacity, -1, np.int32)
+    mask = capacity - 1
+    for row in range(n_words):
+        slot = _slot_of(hashes[row], mask)
+        while slots[slot] >= 0:
+            slot = (slot + 1) & mask
+        slots[slot] = row
+    return slots
+
+
+@njit(cache=True)
+def grown(a, need):
+    """``a`` copied into an array of at least ``need`` items (doubling)."""
+    size = max(a.shape[0], 16)
+    while size < need:
+        size *= 2
+    out = np.empty(size, a.dtype)
+    out[:a.shape[0]] = a
+    return out
+
+
+@njit(cache=True)
+def is_utf8(data, start, stop):
+    """Whether data[start:stop] is well-formed UTF-8 (Unicode table 3-7, Python's strict decoder)."""
+    i = start
+    while i < stop:
+        c = data[i]
+        if c < 0x80:
+            i += 1
+            continue
+        lo = 0x80
+        hi = 0xBF
+        if 0xC2 <= c <= 0xDF:
+            need = 1
+        elif c == 0xE0:
+            need, lo = 2, 0xA0
+        elif 0xE1 <= c <= 0xEC or 0xEE <= c <= 0xEF:
+            need = 2
+        elif c == 0xED:
+            need, hi = 2, 0x9F  # no surrogates
+        elif c == 0xF0:
+            need, lo = 3, 0x90
+        elif 0xF1 <= c <= 0xF3:
+            need = 3
+        elif c == 0xF4:
+            need, hi = 3, 0x8F  # nothing above U+10FFFF
+        else:
+            return False
+        if i + need >= stop:
+            return False
+        if not lo <= data[i + 1] <= hi:
+            return False
+        for k in range(2, need + 1):
+            if not 0x80 <= data[i + k] <= 0xBF:
+                return False
+        i += need + 1
+    return True
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@njit(cache=True, inline="always")
+def _max_rows(slots, hashes, offsets, counts):
+    """How many rows the arrays hold with the slots at most half full."""
+    return min(hashes.shape[0], counts.shape[0], offsets.shape[0] - 1, slots.shape[0] // 2)
+
+
+@njit(cache=True, inline="always")
+def _add_row(data, start, length, h, slot, slots, hashes, offsets, arena, counts, row):
+    """Store key data[start:start+length] as ``row`` (count 0) at empty ``slot``; the caller made room."""
+    end = offsets[row] + length
+    arena[offsets[row]:end] = data[start:start + length]
+    offsets[row + 1] = end
+    hashes[row] = h
+    counts[row] = 0
+    slots[slot] = row
+
+
+@njit(nogil=True, cache=True)
+def absorb_rows(slots, hashes, offsets, arena, counts, n_words,
+                src_hashes, src_offsets, src_arena, src_counts, src_rows, src_start):
+    """Add the counts of rows src_start.. of another table; return (next source row, n_words).
+
+    Stops early (next source row < src_rows) when a new word does not fit:
+    the caller makes room and calls again from the returned row.
+    """
+    max_rows = _max_rows(slots, hashes, offsets, counts)
+    r = src_start
+    while r < src_rows:
+        lo = src_offsets[r]
+        length = src_offsets[r + 1] - lo
+        h = src_hashes[r]
+        row = _find(src_arena, lo, length, h, slots, hashes, offsets, arena)
+        if row < 0:
+            if n_words >= max_rows or offsets[n_words] + length > arena.shape[0]:
+                break
+            _add_row(src_arena, lo, length, h, -row - 1, slots, hashes, offsets, arena, counts, n_words)
+            row = n_words
+            n_words += 1
+        counts[row] += src_counts[r]
+        r += 1
+    return r, n_words
+
+
+# count_words's resumable state (int64 [STATE_SIZE]); see its docstring.
+_POS, _TOKENS, _N_WORDS, _IN_LINE, _SEEN_LF, _FIRST, _MIDDLE, _NEED_BYTES = range(8)
+STATE_SIZE = 8
+
+
+@njit(nogil=True, cache=True)
+def count_words(block, slots, hashes, offsets, arena, counts, state):
+    """Count the words of ``block`` (uint8) into the table, from byte ``state[_POS]``.
+
+    Returns True when the block is done, False when a new word did not fit:
+    the caller grows the arrays (``WordTable._make_room``, which needs
+    ``state[_NEED_BYTES]`` free arena bytes) and calls again with the same
+    ``state``. Growing here instead would reassign the arrays inside the
+    loop, which makes Numba reload them on every word (several times slower).
+
+    ``state`` also carries the table's row count (``_N_WORDS``) and the
+    block's tokens and line edges (folded into a ``vocab.LineTally`` by
+    ``WordTable.count_block``).
+    """
+    n = block.shape[0]
+    n_words = state[_N_WORDS]
+    tokens = state[_TOKENS]
+    line_has_word = state[_IN_LINE] != 0
+    seen_lf = state[_SEEN_LF] != 0
+    first = state[_FIRST] != 0
+    middle = state[_MIDDLE]
+    max_rows = _max_rows(slots, hashes, offsets, counts)
+    done = True
+    i = state[_POS]
+    while i < n:
+        c = block[i]
+        if c == _LF:
+            if seen_lf:
+                if line_has_word:
+                    middle += 1
+            else:
+                first = line_has_word
+                seen_lf = True
+            line_has_word = False
+            i += 1
+            continue
+        if c == _SPACE or c == _TAB or c == _CR:
+            i += 1
+            continue
+        start = i
+        h = _FNV_OFFSET
+        key_end = min(n, start + KEY_BYTES)
+        while i < key_end and not _is_separator(block[i]):
+            h = (h ^ _U64(block[i])) * _FNV_PRIME
+            i += 1
+        length = i - start
+        while i < n and not _is_separator(block[i]):
+            i += 1  # beyond the key: the same canonical word whatever follows
+        row = _find(block, start, length, h, slots, hashes, offsets, arena)
+        if row < 0:
+            if n_words >= max_rows or offsets[n_words] + length > arena.shape[0]:
+                state[_NEED_BYTES] = length
+                i = start
+                done = False
+                break
+            _add_row(block, start, length, h, -row - 1, slots, hashes, offsets, arena, counts, n_words)
+            row = n_words
+            n_words += 1
+        counts[row] += 1
+        tokens += 1
+        line_has_word = True
+    state[_POS] = i
+    state[_N_WORDS] = n_words
+    state[_TOKENS] = tokens
+    state[_IN_LINE] = line_has_word
+    state[_SEEN_LF] = seen_lf
+    state[_FIRST] = first
+    state[_MIDDLE] = middle
+    return done
+
+
+# encode_words's resumable state (int64 [ENCODE_STATE_SIZE]).
+_E_POS, _E_IDS, _E_LINES, _E_UNRESOLVED = range(4)
+ENCODE_STATE_SIZE = 4
+
+
+@njit(nogil=True, cache=True)
+def encode_words(block, slots, hashes, offsets, arena, ids, line_ends, unresolved, state):
+    """Replace the words of ``block`` by their rows, from byte ``state[_E_POS]``.
+
+    ``ids`` (uint32, at least one slot per possible word: ``len(block) // 2 + 1``)
+    receives the rows of the words in the table; others are dropped. Line
+    ends go to ``line_ends`` (int64, one per LF): how many ids precede each LF.
+    A word not found whose canonical form may differ from its bytes (longer
+    than MAX_WORD_BYTES, or not well-formed UTF-8) gets the placeholder
+    UNRESOLVED, and a row (id position, start, stop) in ``unresolved``
+    (int64 [k, 3]) for the caller to look up canonically. Returns True when
+    the block is done, False when ``unresolved`` is full: the caller takes
+    its rows and calls again with the same ``state`` (counts of ids, line
+    ends and unresolved rows so far; the latter starts again at 0).
+    """
+    n = block.shape[0]
+    n_ids = state[_E_IDS]
+    n_lines = state[_E_LINES]
+    n_unresolved = 0
+    max_bytes = KEY_BYTES - 1
+    done = True
+    i = state[_E_POS]
+    while i < n:
+        c = block[i]
+        if c == _LF:
+            line_ends[n_lines] = n_ids
+            n_lines += 1
+            i += 1
+            continue
+        if c == _SPACE or c == _TAB or c == _CR:
+            i += 1
+            continue
+        start = i
+        h = _FNV_OFFSET
+        key_end = min(n, start + KEY_BYTES)
+        while i < key_end and not _is_separator(block[i]):
+            h = (h ^ _U64(block[i])) * _FNV_PRIME
+            i += 1
+        length = i - start
+        while i < n and not _is_separator(block[i]):
+            i += 1
+        row = _find(block, start, length, h, slots, hashes, offsets, arena)
+        if row >= 0:
+            ids[n_ids] = row
+            n_ids += 1
+        elif i - start > max_bytes or not is_utf8(block, start, i):
+            if n_unresolved == unresolved.shape[0]:
+                i = start
+                done = False
+                break
+            unresolved[n_unresolved, 0] = n_ids
+            unresolved[n_unresolved, 1] = start
+            unresolved[n_unresolved, 2] = i
+            n_unresolved += 1
+            ids[n_ids] = UNRESOLVED
+            n_ids += 1
+    state[_E_POS] = i
+    state[_E_IDS] = n_ids
+    state[_E_LINES] = n_lines
+    state[_E_UNRESOLVED] = n_unresolved
+    return done
+
+
+@njit(nogil=True, cache=True)
+def lookup(key, slots, hashes, offsets, arena):
+    """The row of ``key`` (uint8 array), or -1."""
+    row = _find(key, 0, key.shape[0], fnv1a(key, 0, key.shape[0]), slots, hashes, offsets, arena)
+    return max(row, -1)
+
+
+@njit(cache=True)
+def _build(offsets, arena, n_words):
+    """Slots and hashes for rows given as offsets + arena; -1 - r if row r repeats an earlier key."""
+    capacity = 16
+    while capacity < 2 * n_words + 2:
+        capacity *= 2
+    slots = np.full(capacity, -1, np.int32)
+    hashes = np.empty(max(n_words, 1), np.uint64)
+    for row in range(n_words):
+        lo = offsets[row]
+        hi = offsets[row + 1]
+        h = fnv1a(arena, lo, hi)
+        found = _find(arena, lo, hi - lo, h, slots, hashes, offsets, arena)
+        if found >= 0:
+            return slots, hashes, -1 - row
+        hashes[row] = h
+        slots[-found - 1] = row
+    return slots, hashes, n_words
+
+
+@njit(cache=True)
+def key_flags(offsets, arena, n_words):
+    """Per row: 1 if its key is its canonical UTF-8 (at most MAX_WORD_BYTES, well-formed), else 0."""
+    plain = np.empty(n_words, np.uint8)
+    for row in range(n_words):
+        lo = offsets[row]
+        hi = offsets[row + 1]
+        plain[row] = hi - lo <= KEY_BYTES - 1 and is_utf8(arena, lo, hi)
+    return plain
+
+
+@njit(cache=True)
+def partition_of(hashes, partitions):
+    """The Parquet partition of each hash: stable across runs and machines."""
+    out = np.empty(hashes.shape[0], np.int32)
+    p = _U64(partitions)
+    for k in range(hashes.shape[0]):
+        # The top bits: the slot index uses the low ones.
+        out[k] = np.int32((_mixed(hashes[k]) >> _U64(32)) % p)
+    return out
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _as_uint8(block) -> np.ndarray:
+    """A read-only uint8 view (one array type: a writable one would compile every kernel again)."""
+    if isinstance(block, np.ndarray):
+        view = block.view(np.uint8)
+        view.flags.writeable = False
+        return view
+    return np.frombuffer(block, dtype=np.uint8)
+
+
+class WordTable:
+    """Words (raw byte keys) to rows and counts, growing as words arrive (module docstring).
+
+    Not thread-safe for writing: give each counting thread its own table.
+    A table filled by ``from_words`` is only read and can be shared.
+    """
+
+    def __init__(self, rows: int = 1 << 12, arena_bytes: int = 1 << 16):
+        capacity = 16
+        while capacity < 2 * rows:
+            capacity *= 2
+        self.slots = np.full(capacity, -1, np.int32)
+        self.hashes = np.empty(rows, np.uint64)
+        self.offsets = np.zeros(rows + 1, np.int64)
+        self.arena = np.empty(arena_bytes, np.uint8)
+        self.counts = np.zeros(rows, np.int64)
+        self.n_words = 0
+
+    # -- counting
+
+    def count_block(self, block) -> tuple[int, bool, int, bool, bool]:
+        """Count the words of a block; return (tokens, first, middle, last, newline) of its lines.
+
+        The line edges are those of ``vocab.LineTally``.
+        """
+        data = _as_uint8(block)
+        state = np.zeros(STATE_SIZE, np.int64)
+        state[_N_WORDS] = self.n_words
+        while not count_words(data, self.slots, self.hashes, self.offsets, self.arena, self.counts,
+                              state):
+            self.n_words = int(state[_N_WORDS])
+            self._make_room(int(state[_NEED_BYTES]))
+        self.n_words = int(state[_N_WORDS])
+        tokens = int(state[_TOKENS])
+        if not state[_SEEN_LF]:
+            return tokens, tokens > 0, 0, False, False
+        return tokens, bool(state[_FIRST]), int(state[_MIDDLE]), bool(state[_IN_LINE]), True
+
+    def absorb(self, other: "WordTable") -> None:
+        """Add every word and count of ``other`` (another counting table) to this one."""
+        r = 0
+        while r < other.n_words:
+            r, self.n_words = absorb_rows(self.slots, self.hashes, self.offsets, self.arena,
+                                          self.counts, self.n_words, other.hashes, other.offsets,
+                                          other.arena, other.counts, other.n_words, r)
+            if r < other.n_words:
+                self._make_room(int(other.offsets[r + 1] - other.offsets[r]))
+
+    def _make_room(self, key_bytes: int) -> None:
+        """Room for one more row of ``key_bytes`` bytes: arrays doubled, slots rehashed."""
+        n = self.n_words
+        if n + 1 > self.slots.shape[0] // 2:
+            self.slots = _rehashed(2 * self.slots.shape[0], self.hashes, n)
+        if n + 1 > self.hashes.shape[0]:
+            self.hashes = grown(self.hashes, n + 1)
+        if n + 1 > self.counts.shape[0]:
+            self.counts = grown(self.counts, n + 1)
+        if n + 2 > self.offsets.shape[0]:
+            self.offsets = grown(self.offsets, n + 2)
+        need = int(self.offsets[n]) + key_bytes
+        if need > self.arena.shape[0]:
+            self.arena = grown(self.arena, need)
+
+    def __len__(self) -> int:
+        return self.n_words
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the table's arrays."""
+        return sum(a.nbytes for a in (self.slots, self.hashes, self.offsets, self.arena, self.counts))
+
+    def keys(self) -> pa.LargeBinaryArray:
+        """The raw keys, row by row, as an Arrow array sharing the table's memory."""
+        n = self.n_words
+        return pa.Array.from_buffers(pa.large_binary(), n, [
+            None, pa.py_buffer(self.offsets[:n + 1]), pa.py_buffer(self.arena[:int(self.offsets[n])])])
+
+    def word_counts(self) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """(words: string, counts int64, word hashes uint64) with words canonicalised.
+
+        Keys whose canonical string differs from their bytes (too long or not
+        well-formed UTF-8) are canonicalised in Python (they are rare) and
+        merged with any equal word, so the words come out unique.
+        """
+        n = self.n_words
+        words = self.keys().cast(pa.large_string(), safe=False)
+        counts = self.counts[:n].copy()
+        hashes = self.hashes[:n].copy()
+        plain = key_flags(self.offsets, self.arena, n).view(bool)
+        if plain.all():
+            return words, counts, hashes
+        odd_rows = np.flatnonzero(~plain)
+        merged: dict[str, int] = {}
+        raw = self.keys()
+        for r in odd_rows.tolist():
+            word = corpus.canonical_word(raw[r].as_py())
+            merged[word] = merged.get(word, 0) + int(counts[r])
+        keep = np.flatnonzero(plain)
+        clean_words = words.take(pa.array(keep))
+        # A canonicalised word may equal a clean one: fold it into that row.
+        table = WordTable.from_words(clean_words)
+        counts = counts[keep]
+        hashes = hashes[keep]
+        extra_words, extra_counts = [], []
+        for word, c in merged.items():
+            row = table.find(word.encode("utf-8"))
+            if row >= 0:
+                counts[row] += c
+            else:
+                extra_words.append(word)
+                extra_counts.append(c)
+        if extra_words:
+            extra_hashes = np.array([word_hash(w.encode("utf-8")) for w in extra_words], np.uint64)
+            clean_words = pa.concat_arrays([clean_words, pa.array(extra_words, pa.large_string())])
+            counts = np.concatenate([counts, np.array(extra_counts, np.int64)])
+            hashes = np.concatenate([hashes, extra_hashes])
+        return clean_words, counts, hashes
+
+    def clear(self) -> None:
+        """Forget every word, keeping the memory for the next ones."""
+        self.slots.fill(-1)
+        self.offsets[0] = 0
+        self.n_words = 0
+
+    # -- looking up
+
+    @classmethod
+    def from_words(cls, words) -> "WordTable":
+        """A lookup table whose row i is ``words[i]`` (strings, or an Arrow string array).
+
+        Raises ValueError on a repeated word.
+        """
+        if not isinstance(words, (pa.Array, pa.ChunkedArray)):
+            words = pa.array(list(words), pa.large_string())
+        if isinstance(words, pa.ChunkedArray):
+            words = words.combine_chunks() if words.num_chunks != 1 else words.chunk(0)
+        words = words.cast(pa.large_string())
+        if words.offset or words.null_count:
+            words = pa.array(words.to_pylist(), pa.large_string())
+        _, offset_buf, data_buf = words.buffers()
+        n = len(words)
+        table = cls.__new__(cls)
+        table.offsets = np.frombuffer(offset_buf, np.int64, n + 1).copy()
+        table.arena = (np.frombuffer(data_buf, np.uint8, int(table.offsets[n])).copy()
+                       if data_buf is not None else np.empty(0, np.uint8))
+        table.slots, table.hashes, status = _build(table.offsets, table.arena, n)
+        if status != n:
+            row = -1 - status
+            raise ValueError(f"word {words[row].as_py()!r} occurs twice (row {row})")
+        table.counts = np.zeros(0, np.int64)
+        table.n_words = n
+        return table
+
+    def find(self, word: bytes) -> int:
+        """The row of a word given as its bytes (all of them: a lookup table's keys are whole), or -1."""
+        key = np.frombuffer(word, np.uint8)
+        return int(lookup(key, self.slots, self.hashes, self.offsets, self.arena))
+
+    def encode_block(self, block) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the block's words in the table, and the line ends (``encode_words``).
+
+        Returns (ids uint32, line_ends int64): unknown words are dropped;
+        line_ends[k] is how many ids precede the block's k-th LF. A word is
+        looked up by its canonical form, as counting stored it.
+        """
+        data = _as_uint8(block)
+        ids = np.empty(data.shape[0] // 2 + 1, np.uint32)
+        newlines = block.count(b"\n") if isinstance(block, bytes) else int(np.count_nonzero(data == _LF))
+        line_ends = np.empty(newlines, np.int64)
+        unresolved = np.empty((1024, 3), np.int64)
+        found = []
+        state = np.zeros(ENCODE_STATE_SIZE, np.int64)
+        while True:
+            done = encode_words(data, self.slots, self.hashes, self.offsets, self.arena, ids,
+                                line_ends, unresolved, state)
+            found.append(unresolved[:state[_E_UNRESOLVED]].copy())
+            if done:
+                break
+        n_ids, n_lines = int(state[_E_IDS]), int(state[_E_LINES])
+        unresolved = np.concatenate(found)
+        ids = ids[:n_ids]
+        line_ends = line_ends[:n_lines]
+        if unresolved.shape[0]:
+            raw = bytes(data) if not isinstance(block, bytes) else block
+            for pos, start, stop in unresolved.tolist():
+                row = self.find(corpus.canonical_word(raw[start:stop]).encode("utf-8"))
+                if row >= 0:
+                    ids[pos] = row
+            known = ids != UNRESOLVED
+            if not known.all():
+                kept_before = np.concatenate([[0], np.cumsum(known)])
+                line_ends = kept_before[line_ends]
+                ids = ids[known]
+        return ids, line_ends
+
+
+def word_hash(word: bytes) -> np.uint64:
+    """The FNV-1a hash of a word's bytes, as a table stores it for a key."""
+    key = np.frombuffer(word, np.uint8)
+    return fnv1a(key, 0, key.shape[0])
+
+
+def word_partitions(words, partitions: int) -> np.ndarray:
+    """The Parquet partition of each word (strings): the one counting writes it to."""
+    hashes = np.array([word_hash(w.encode("utf-8")) for w in words], np.uint64)
+    return partition_of(hashes, partitions)

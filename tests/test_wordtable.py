@@ -1,0 +1,159 @@
+"""Tests for bigw2v.wordtable: the Numba tokenizer and hash table against Python references."""
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from bigw2v import corpus
+from bigw2v.wordtable import KEY_BYTES, WordTable, is_utf8, word_hash, word_partitions
+
+
+def reference_counts(text):
+    """Canonical word -> count, the slow way (corpus.split_words + canonical_word)."""
+    return Counter(corpus.canonical_word(w) for w in corpus.split_words(text))
+
+
+def table_counts(table):
+    words, counts, _ = table.word_counts()
+    got = words.to_pylist()
+    assert len(set(got)) == len(got), "word_counts must return each word once"
+    return dict(zip(got, counts.tolist()))
+
+
+def random_text(rng, n_words, alphabet=(b"ab", b"c", b"\xc3\xa9", b"\xff", b"\x0b", b"z" * 700)):
+    out = bytearray()
+    for _ in range(n_words):
+        out += b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
+        out += rng.choice([b" ", b"\t", b"\n", b"\r\n", b"  "])
+    return bytes(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_counts_equal_the_python_reference(seed):
+    rng = random.Random(seed)
+    text = random_text(rng, 3000)
+    table = WordTable(rows=4, arena_bytes=8)  # tiny: every array must grow many times
+    tokens = table.count_block(text)[0]
+    assert tokens == len(corpus.split_words(text))
+    assert table_counts(table) == reference_counts(text)
+
+
+def test_a_table_keeps_counting_across_blocks_and_clear_forgets():
+    table = WordTable(rows=2)
+    table.count_block(b"x y x")
+    table.count_block(np.frombuffer(b"y y z", np.uint8))  # arrays are taken as blocks too
+    assert table_counts(table) == {"x": 2, "y": 3, "z": 1}
+    table.clear()
+    assert len(table) == 0 and table_counts(table) == {}
+    table.count_block(b"z")
+    assert table_counts(table) == {"z": 1}
+
+
+def test_many_distinct_words_rehash_without_losing_any():
+    words = [f"w{i}" for i in range(50_000)]
+    text = (" ".join(words) + "\n" + " ".join(words[::7])).encode()
+    table = WordTable(rows=1)
+    table.count_block(text)
+    got = table_counts(table)
+    assert len(got) == 50_000 and got["w0"] == 2 and got["w1"] == 1 and got["w49999"] == 1 + (49999 % 7 == 0)
+
+
+def test_long_words_count_by_their_first_key_bytes():
+    head = b"q" * (KEY_BYTES - 1)
+    text = head + b"a" + b"x" * 500 + b" " + head + b"a" + b" " + head + b"b"
+    table = WordTable()
+    table.count_block(text)
+    assert len(table) == 2  # the first two share their first KEY_BYTES bytes
+    assert table_counts(table) == reference_counts(text) == {"q" * (KEY_BYTES - 1): 3}
+
+
+def test_canonical_collisions_merge_into_one_word():
+    # \xff and \xfe both become U+FFFD, which is also a word of its own here.
+    text = b"\xff \xfe " + "\ufffd".encode() + b" ok \xff"
+    table = WordTable()
+    table.count_block(text)
+    assert table_counts(table) == {"\ufffd": 4, "ok": 1}
+
+
+def test_absorb_adds_another_tables_counts():
+    a, b = WordTable(rows=1), WordTable(rows=1)
+    rng = random.Random(3)
+    ta, tb = random_text(rng, 500), random_text(rng, 500)
+    a.count_block(ta)
+    b.count_block(tb)
+    a.absorb(b)
+    assert table_counts(a) == reference_counts(ta) + reference_counts(tb)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_utf8_check_agrees_with_pythons_strict_decoder(seed):
+    rng = random.Random(seed)
+    interesting = [0x00, 0x41, 0x7F, 0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEE, 0xEF,
+                   0xF0, 0xF4, 0xF5, 0xFF, 0x90, 0x9F, 0xA0, 0x8F]
+    samples = [bytes(rng.choice(interesting) for _ in range(rng.randint(0, 5))) for _ in range(20_000)]
+    samples += ["é中😀".encode(), b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe0\x80\x80"]
+    for s in samples:
+        try:
+            s.decode("utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        data = np.frombuffer(b"#" + s + b"#", np.uint8)
+        assert is_utf8(data, 1, 1 + len(s)) == valid, s
+
+
+def test_lookup_tables_find_rows_and_reject_repeats():
+    words = ["the", "é", "中文", "a" * 1000, ""][:4]
+    table = WordTable.from_words(words)
+    assert [table.find(w.encode()) for w in words] == [0, 1, 2, 3]
+    assert table.find(b"nope") == -1 and table.find(b"th") == -1
+    with pytest.raises(ValueError, match="occurs twice"):
+        WordTable.from_words(["a", "b", "a"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_encoding_equals_a_dict_lookup_of_canonical_words(seed):
+    rng = random.Random(seed)
+    text = random_text(rng, 2000)
+    counts = reference_counts(text)
+    vocab = [w for w, _ in counts.most_common()][::2]  # half the words are unknown
+    table = WordTable.from_words(vocab)
+    rows = {w: i for i, w in enumerate(vocab)}
+    ids, line_ends = table.encode_block(text)
+    expected, ends = [], []
+    for line in text.split(b"\n")[:-1] + [None]:
+        if line is None:
+            break
+        expected += [rows[c] for c in map(corpus.canonical_word, corpus.split_words(line)) if c in rows]
+        ends.append(len(expected))
+    last = text.split(b"\n")[-1]
+    expected += [rows[c] for c in map(corpus.canonical_word, corpus.split_words(last)) if c in rows]
+    assert ids.tolist() == expected
+    assert line_ends.tolist() == ends
+
+
+def test_many_unresolved_words_in_one_block():
+    # More invalid-UTF-8 words than the kernel's buffer of them holds at once.
+    words = [b"\xff%d" % i for i in range(5000)]
+    table = WordTable.from_words(["\ufffd%d" % i for i in range(0, 5000, 2)])
+    ids, _ = table.encode_block(b" ".join(words))
+    assert ids.tolist() == list(range(2500))
+
+
+def test_partitions_are_stable_hashes_of_the_utf8_word():
+    words = [f"word{i}" for i in range(1000)] + ["é", "😀"]
+    parts = word_partitions(words, 16)
+    assert parts.tolist() == word_partitions(list(words), 16).tolist()
+    assert set(parts.tolist()) == set(range(16))
+    # Fixed by the format (runs on disk rely on it): FNV-1a 64, mixed by
+    # MurmurHash3's finaliser, high 32 bits.
+    h = 0xCBF29CE484222325
+    for byte in b"word0":
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    assert int(word_hash(b"word0")) == h
+    for mult in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h = ((h ^ (h >> 33)) * mult) % 2**64
+    h ^= h >> 33
+    assert parts[0] == (h >> 32) % 16

@@ -22,7 +22,9 @@ Vocabulary of the arrays (V words, d dimensions):
 - ``sigmoid_table`` float64 [2, n+1]: sigmoid and log-sigmoid at n+1 evenly
   spaced points of [-MAX_EXP, MAX_EXP] (``tables.sigmoid_table``).
 - ``path_starts`` int64 [V+1], ``path_nodes`` int32, ``path_codes`` uint8: the
-  Huffman path (inner nodes, left/right codes) of each word, CSR layout.
+  Huffman path (inner nodes, left/right codes) of each word, CSR layout;
+  ``longest_path`` is the longest of them (``tables.longest_path``), which
+  sizes the per-chunk scratch.
 
 Skip-gram is trained HogBatch-style (Ji et al. 2016): for one centre word all
 context words of its window form a minibatch of inputs that share one set of
@@ -225,7 +227,7 @@ def _noise_outputs(state, centre, negative, noise_accept, noise_alias, out_rows,
 @njit(cache=True, fastmath=True)
 def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                 keep_threshold, noise_accept, noise_alias, sigmoid_table,
-                path_starts, path_nodes, path_codes,
+                path_starts, path_nodes, path_codes, longest_path,
                 input_vectors, output_vectors, node_vectors,
                 window, negative, use_hs, cbow_mean,
                 alpha_start, alpha_end, epoch, epochs, seed):
@@ -248,11 +250,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
 
     sentence = np.empty(max(longest, 1), dtype=np.int64)
     contexts = np.empty(2 * window, dtype=np.int64)
-    max_path = 0
-    if use_hs:
-        for w in range(path_starts.shape[0] - 1):
-            max_path = max(max_path, path_starts[w + 1] - path_starts[w])
-    n_out_max = max(negative + 1, max_path)
+    n_out_max = max(negative + 1, longest_path if use_hs else 0)
     out_rows = np.empty(n_out_max, dtype=np.int64)
     labels = np.empty(n_out_max, dtype=np.float32)
     scores = np.empty((2 * window, n_out_max), dtype=np.float32)
@@ -365,7 +363,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
 @njit(cache=True, parallel=True)
 def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
                  keep_threshold, noise_accept, noise_alias, sigmoid_table,
-                 path_starts, path_nodes, path_codes,
+                 path_starts, path_nodes, path_codes, longest_path,
                  input_vectors, output_vectors, node_vectors,
                  window, negative, use_hs, cbow_mean,
                  alpha_start, alpha_end, epoch, epochs, seed,
@@ -378,7 +376,7 @@ def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
     for i in prange(chunk_ids.shape[0]):
         l, t, n = train_chunk(chunk_ids[i], skipgram, tokens, sentence_starts, chunk_starts,
                               keep_threshold, noise_accept, noise_alias, sigmoid_table,
-                              path_starts, path_nodes, path_codes,
+                              path_starts, path_nodes, path_codes, longest_path,
                               input_vectors, output_vectors, node_vectors,
                               window, negative, use_hs, cbow_mean,
                               alpha_start, alpha_end, epoch, epochs, seed)

@@ -162,6 +162,15 @@ def empty_paths():
             np.zeros(0, dtype=np.uint8))
 
 
+def longest_path(path_starts):
+    """The length of the longest Huffman path (0 without paths): sizes the kernels' scratch.
+
+    Computed once here rather than in every chunk: a scan of V words per
+    chunk adds up at a million words and thousands of chunks per epoch.
+    """
+    return int(np.diff(path_starts).max(initial=0))
+
+
 def sigmoid_table(points=1024):
     """Sigmoid and log-sigmoid at points+1 evenly spaced scores over [-MAX_EXP, MAX_EXP].
 

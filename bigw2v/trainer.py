@@ -451,7 +451,7 @@ def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint
     bar.update(p.epoch * n_tokens + int(chunk_tokens[:p.next_chunk].sum()))
     args = (s.model == "sg", tokens, sentence_starts, chunk_starts,
             keep_threshold, noise_accept, noise_alias, tables.sigmoid_table(),
-            path_starts, path_nodes, path_codes,
+            path_starts, path_nodes, path_codes, tables.longest_path(path_starts),
             np.asarray(input_vectors), np.asarray(output_vectors), np.asarray(node_vectors),
             s.window, s.negative, s.hs, s.cbow_mean,
             np.float32(s.alpha), np.float32(s.min_alpha))

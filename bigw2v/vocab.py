@@ -556,10 +556,9 @@ def merge_runs(workdir: str, partitions: int, min_count: int) -> tuple[pa.Table,
             continue
         shard = os.path.join(shards, part_name(p))
         if len(files) == 1:
-            # A run's words are unique already: the shard is a copy of it.
+            # A run's words are unique already: the shard is the run itself.
             merged = pq.read_table(files[0])
-            with atomic_write(shard) as f, open(files[0], "rb") as run:
-                shutil.copyfileobj(run, f)
+            _link_or_copy(files[0], shard)
         else:
             merged = sum_by_word(pa.concat_tables([pq.read_table(f) for f in files]))
             _write_table_atomic(merged, shard)
@@ -568,6 +567,23 @@ def merge_runs(workdir: str, partitions: int, min_count: int) -> tuple[pa.Table,
         kept.append(merged.filter(pc.greater_equal(merged.column("count"), min_count)))
     vocab = pa.concat_tables(kept) if kept else VOCAB_SCHEMA.empty_table()
     return vocab, distinct, tokens
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Make ``target`` a hard link to ``source`` (a copy where links are not possible).
+
+    Safe because run files are never changed in place: a recount deletes
+    them and writes new ones, which leaves the shard's link intact.
+    """
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_write(target) as f, open(source, "rb") as run:
+            shutil.copyfileobj(run, f)
 
 
 def _listdir(path: str) -> list[str]:

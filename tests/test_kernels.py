@@ -126,7 +126,7 @@ def run_chunks(skipgram, hs, negative, sample=1e-3, seed=7, epochs=1, problem=No
         terms = np.zeros(n_chunks, np.int64)
         trained = np.zeros(n_chunks, np.int64)
         kernels.train_chunks(ids, skipgram, tokens, sentence_starts, chunk_starts, keep, accept,
-                             alias, tables.sigmoid_table(), *paths, inputs, outputs, nodes, 3, negative, hs, True,
+                             alias, tables.sigmoid_table(), *paths, tables.longest_path(paths[0]), inputs, outputs, nodes, 3, negative, hs, True,
                              np.float32(0.05), np.float32(0.0001), epoch, epochs, seed,
                              loss, terms, trained)
         losses.append(loss.sum() / terms.sum())

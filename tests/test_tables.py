@@ -79,3 +79,11 @@ def test_huffman_rejects_unsorted_or_tiny_vocabularies():
         tables.huffman_paths(np.array([1, 5, 3]))
     with pytest.raises(ValueError):
         tables.huffman_paths(np.array([4]))
+
+
+def test_longest_path_is_the_deepest_word():
+    counts = np.array([1000, 10, 5, 1, 1, 1], np.int64)
+    starts, nodes, codes = tables.huffman_paths(counts)
+    depths = np.diff(starts)
+    assert tables.longest_path(starts) == depths.max() >= 3 and depths[0] == 1
+    assert tables.longest_path(tables.empty_paths()[0]) == 0

@@ -80,8 +80,8 @@ log = logging.getLogger("bigw2v")
 
 SPILL_WORDS = 4_000_000
 PARTITIONS = 16
-# Recorded with every run: runs partitioned by another hash (CRC-32 before
-# version 0.2) cannot be merged with these and are counted again.
+# Recorded with every run: runs partitioned by another hash (CRC-32 in earlier
+# versions) cannot be merged with these and are counted again.
 PARTITION_HASH = "fnv1a64-fmix64-high32"
 # Regular files under SMALL_INPUT_BYTES are counted in groups of up to
 # GROUP_BYTES / GROUP_FILES that share one run directory (see plan_groups).

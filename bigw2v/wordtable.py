@@ -77,6 +77,25 @@ def _slot_of(h, mask):
     return np.int64(_mixed(h) & _U64(mask))
 
 
+@njit(cache=True, inline="always")
+def _scan_word(block, start, n):
+    """The word that starts at block[start]: (key length, end of the word, hash of the key).
+
+    The key is the word's first KEY_BYTES bytes; bytes beyond it are skipped
+    (they cannot change the canonical word).
+    """
+    h = _FNV_OFFSET
+    i = start
+    key_end = min(n, start + KEY_BYTES)
+    while i < key_end and not _is_separator(block[i]):
+        h = (h ^ _U64(block[i])) * _FNV_PRIME
+        i += 1
+    length = i - start
+    while i < n and not _is_separator(block[i]):
+        i += 1
+    return length, i, h
+
+
 @njit(cache=True)
 def fnv1a(data, start, stop):
     """The 64-bit FNV-1a hash of data[start:stop] (uint8)."""
@@ -263,14 +282,7 @@ def count_words(block, slots, hashes, offsets, arena, counts, state):
             i += 1
             continue
         start = i
-        h = _FNV_OFFSET
-        key_end = min(n, start + KEY_BYTES)
-        while i < key_end and not _is_separator(block[i]):
-            h = (h ^ _U64(block[i])) * _FNV_PRIME
-            i += 1
-        length = i - start
-        while i < n and not _is_separator(block[i]):
-            i += 1  # beyond the key: the same canonical word whatever follows
+        length, i, h = _scan_word(block, start, n)
         row = _find(block, start, length, h, slots, hashes, offsets, arena)
         if row < 0:
             if n_words >= max_rows or offsets[n_words] + length > arena.shape[0]:
@@ -332,14 +344,7 @@ def encode_words(block, slots, hashes, offsets, arena, ids, line_ends, unresolve
             i += 1
             continue
         start = i
-        h = _FNV_OFFSET
-        key_end = min(n, start + KEY_BYTES)
-        while i < key_end and not _is_separator(block[i]):
-            h = (h ^ _U64(block[i])) * _FNV_PRIME
-            i += 1
-        length = i - start
-        while i < n and not _is_separator(block[i]):
-            i += 1
+        length, i, h = _scan_word(block, start, n)
         row = _find(block, start, length, h, slots, hashes, offsets, arena)
         if row >= 0:
             ids[n_ids] = row

@@ -82,12 +82,16 @@ def file_tail(path, lines=15, max_bytes=65536):
 
 @dataclass
 class Timed:
-    """One finished command: exit status, wall / CPU seconds, peak RSS, its log files."""
+    """One finished command: exit status, wall / CPU seconds, its log files.
+
+    No peak memory: wait4()'s ru_maxrss of a child forked from this (large)
+    Python process reports this process's RSS at the fork, not the child's.
+    bin/bench-scale samples memory from /proc instead.
+    """
     command: list
     returncode: int
     wall_seconds: float
     cpu_seconds: float = 0.0
-    max_rss_mb: float = 0.0
     stdout_path: str = ""
     stderr_path: str = ""
     launch_error: str = ""
@@ -115,15 +119,14 @@ class Timed:
         return {"command": [str(c) for c in self.command], "returncode": self.returncode,
                 "wall_seconds": round(self.wall_seconds, 3),
                 "cpu_seconds": round(self.cpu_seconds, 3),
-                "max_rss_mb": round(self.max_rss_mb, 1),
                 "stdout": self.stdout_path, "stderr": self.stderr_path}
 
 
 def run_timed(command, log_prefix, env=None, cwd=None):
     """Run `command` (stdin closed) with stdout/stderr in LOG_PREFIX.out/.err.
 
-    Wall time covers the whole command from start to exit; CPU seconds and
-    peak RSS come from wait4() (the child and the children it waited for).
+    Wall time covers the whole command from start to exit; CPU seconds come
+    from wait4() (the child and the children it waited for).
     Never raises for a failing command: check .ok and .failure().
     """
     os.makedirs(os.path.dirname(os.path.abspath(log_prefix)), exist_ok=True)
@@ -147,7 +150,6 @@ def run_timed(command, log_prefix, env=None, cwd=None):
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Timed(command, proc.returncode, wall,
                  cpu_seconds=usage.ru_utime + usage.ru_stime,
-                 max_rss_mb=usage.ru_maxrss / 1024.0,  # Linux reports kB
                  stdout_path=out_path, stderr_path=err_path)
 
 

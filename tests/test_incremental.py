@@ -236,3 +236,22 @@ def test_runs_recorded_by_the_one_input_layout_are_reused(texts, tmp_path):
     manifest = count(texts + [str(extra)], workdir, **OPTIONS)
     assert manifest["last_run"]["reused_inputs"] == 3
     assert_same_as_fresh(workdir, texts + [str(extra)], tmp_path)
+
+
+def test_runs_partitioned_by_another_hash_are_counted_again(texts, tmp_path):
+    """Runs of versions that partitioned words by CRC-32 cannot merge with new ones."""
+    import json
+    workdir = str(tmp_path / "w")
+    count(texts, workdir, **{**OPTIONS, "small_input_bytes": 0})
+    record_path = os.path.join(workdir, RUNS_DIR, input_key(texts[0]), INPUT_RECORD)
+    with open(record_path) as f:
+        record = json.load(f)
+    del record["partition_hash"]  # what earlier versions wrote
+    with open(record_path, "w") as f:
+        json.dump(record, f)
+    extra = tmp_path / "extra.txt"
+    extra.write_text("t0w1 t0w1 t0w2\n")
+    manifest = count(texts + [str(extra)], workdir, **{**OPTIONS, "small_input_bytes": 0})
+    assert manifest["last_run"]["reused_inputs"] == 2
+    assert manifest["last_run"]["counted_inputs"] == 2
+    assert_same_as_fresh(workdir, texts + [str(extra)], tmp_path)

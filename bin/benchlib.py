@@ -300,6 +300,29 @@ def sentence_lines_corpus(plain_path, scratch, words_per_line=1000):
             "seconds": time.perf_counter() - started, "reused": False}
 
 
+def repeated_corpus(path, scratch, times):
+    """`path` written `times` times, the copies separated by a LF, once into `scratch`.
+
+    A larger corpus with the same words, for measurements whose fixed costs
+    (starting Python, loading libraries) would otherwise hide the per-word cost.
+    """
+    os.makedirs(scratch, exist_ok=True)
+    stem, ext = os.path.splitext(os.path.basename(path))
+    dest = os.path.join(scratch, f"{stem}.x{times}{ext}")
+    key = _source_key(path, times=times)
+    if _cached(dest, key):
+        return dest
+    tmp = dest + ".tmp"
+    with open(tmp, "wb") as out:
+        for _ in range(times):
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, out, 16 * 2**20)
+            out.write(b"\n")
+    os.replace(tmp, dest)
+    _write_stamp(dest, key)
+    return dest
+
+
 # --------------------------------------------------------------------------- tools
 
 def find_c_tool(explicit=None):

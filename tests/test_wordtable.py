@@ -157,3 +157,13 @@ def test_partitions_are_stable_hashes_of_the_utf8_word():
         h = ((h ^ (h >> 33)) * mult) % 2**64
     h ^= h >> 33
     assert parts[0] == (h >> 32) % 16
+
+
+def test_warm_up_runs_every_kernel_python_calls():
+    from bigw2v import wordtable
+    wordtable.warm_up()
+    called_from_python = [wordtable.count_words, wordtable.encode_words, wordtable.absorb_rows,
+                          wordtable.lookup, wordtable._build, wordtable.key_flags,
+                          wordtable.partition_of, wordtable._rehashed, wordtable.grown]
+    assert all(f.signatures for f in called_from_python), [
+        f.__name__ for f in called_from_python if not f.signatures]

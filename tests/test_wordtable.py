@@ -167,3 +167,24 @@ def test_warm_up_runs_every_kernel_python_calls():
                           wordtable.partition_of, wordtable._rehashed, wordtable.grown]
     assert all(f.signatures for f in called_from_python), [
         f.__name__ for f in called_from_python if not f.signatures]
+
+
+def test_real_messy_text_counts_and_encodes_as_the_python_reference():
+    """Raw Wikipedia (UTF-8, mixed case, punctuation, tags) from ../shared, when present."""
+    import lzma
+
+    from conftest import shared_file
+
+    with lzma.open(shared_file("wiki-raw-sample.txt.xz"), "rb") as f:
+        text = f.read(8 * 2**20)
+    text = text[:text.rfind(b" ") + 1]  # whole words only
+    table = WordTable(rows=1)
+    tokens = table.count_block(text)[0]
+    expected = reference_counts(text)
+    assert tokens == sum(expected.values())
+    assert table_counts(table) == expected
+    vocab = [w for w, n in expected.most_common() if n >= 3]
+    rows = {w: i for i, w in enumerate(vocab)}
+    ids, _ = WordTable.from_words(vocab).encode_block(text)
+    assert ids.tolist() == [rows[w] for w in map(corpus.canonical_word, corpus.split_words(text))
+                            if w in rows]

@@ -424,17 +424,16 @@ def _first_separator(buf: bytes) -> int:
 
 
 def split_words(block: bytes) -> list[bytes]:
-    """The words of a block, by the C word2vec rule (separators: space, tab, CR, LF)."""
+    """The words of a block, by the C word2vec rule (separators: space, tab, CR, LF).
+
+    The plain-Python statement of the rule: counting and encoding use the
+    Numba tokenizer of ``wordtable``, which the tests hold to this.
+    """
     # bytes.split() is several times faster than the regex but also splits
     # on \x0b and \x0c; those are rare, so pay for exactness only when present.
     if b"\x0b" in block or b"\x0c" in block:
         return [w for w in _SEPARATOR_RUN.split(block) if w]
     return block.split()
-
-
-def split_lines(block: bytes) -> list[bytes]:
-    """The block cut at every LF (the sentence separator); pieces may be empty."""
-    return block.split(b"\n")
 
 
 def canonical_word(raw: bytes) -> str:

@@ -527,15 +527,15 @@ class WordTable:
             merged[word] = merged.get(word, 0) + int(counts[r])
         keep = np.flatnonzero(plain)
         clean_words = words.take(pa.array(keep))
-        # A canonicalised word may equal a clean one: fold it into that row.
-        table = WordTable.from_words(clean_words)
         counts = counts[keep]
         hashes = hashes[keep]
+        kept_index = np.cumsum(plain) - 1  # row -> its index among the kept rows
         extra_words, extra_counts = [], []
         for word, c in merged.items():
-            row = table.find(word.encode("utf-8"))
-            if row >= 0:
-                counts[row] += c
+            # A canonicalised word may equal a clean key of this table: fold it into that row.
+            row = self.find(word.encode("utf-8"))
+            if row >= 0 and plain[row]:
+                counts[kept_index[row]] += c
             else:
                 extra_words.append(word)
                 extra_counts.append(c)

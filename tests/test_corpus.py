@@ -80,10 +80,6 @@ def test_split_words_fast_and_exact_paths_agree_with_reference():
         assert split_words(text) == reference_words(text)
 
 
-def test_split_lines_cuts_only_at_lf():
-    assert corpus.split_lines(b"a b\r\nc\n\nd") == [b"a b\r", b"c", b"", b"d"]
-
-
 # ---------------------------------------------------------------- blocks
 
 

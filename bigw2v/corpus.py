@@ -41,6 +41,7 @@ import bz2
 import gzip
 import io
 import lzma
+import mmap
 import os
 import re
 import stat
@@ -48,6 +49,8 @@ import sys
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
+
+import numpy as np
 
 from bigw2v.errors import InputDataError, MissingInputError, UsageError
 
@@ -409,6 +412,107 @@ def iter_blocks(stream, block_bytes: int = BLOCK_BYTES, name: str | None = None)
         yield block
     if tail:
         yield tail
+
+
+def input_blocks(inp: InputFile, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[object, int]]:
+    """Yield (block, bytes of the file read so far) over one input, by ``iter_blocks``'s rules.
+
+    A plain regular file is memory-mapped a block at a time instead of read:
+    its blocks are read-only uint8 arrays over the page cache, so nothing is
+    copied and the pages are touched by whichever thread uses the block, not
+    by the reading thread. Each mapping goes away with its block, so memory
+    is a few blocks, as when reading. A block still ends right after a
+    separator or at the end of the input; a word longer than a whole block
+    is yielded as its first ``MAX_WORD_BYTES + 1`` bytes and the separator
+    after it (``iter_blocks``'s truncation). Compressed files, standard
+    input and pipes are read through ``open_input`` (blocks are bytes).
+
+    The file must not shrink while it is mapped (the OS would kill the
+    process on touching a page that is gone); a shrink seen between blocks
+    raises InputDataError.
+    """
+    if block_bytes < 1:
+        raise UsageError(f"block size must be at least 1 byte, not {block_bytes}")
+    if inp.path != "-" and inp.compression is None:
+        try:
+            file = open(inp.path, "rb", buffering=0)
+        except FileNotFoundError:
+            raise MissingInputError(f"no such file or directory: {inp.path}") from None
+        except OSError as exc:
+            raise MissingInputError(f"cannot read {inp.path}: {exc.strerror or exc}") from None
+        with file:
+            st = os.fstat(file.fileno())
+            # Files that report no size (procfs, some FUSE) must be read.
+            if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+                yield from _mapped_blocks(file, inp.path, st.st_size, block_bytes)
+                return
+    with open_input(inp) as stream:
+        for block in iter_blocks(stream, block_bytes, name=inp.path):
+            yield block, stream.raw_bytes_read
+
+
+def _mapped_blocks(file, path: str, size: int, block_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
+    pos = 0
+    while pos < size:
+        stop = min(size, pos + block_bytes)
+        window = _map(file, path, size, pos, stop)
+        if stop == size:
+            yield window, size
+            return
+        end = _last_separator_in(window)
+        if end >= 0:
+            yield window[:end + 1], pos + end + 1
+            pos += end + 1
+            continue
+        # One word fills the whole block: keep its key bytes, skip to its end.
+        del window
+        sep = _next_separator_at(file, path, size, stop)
+        head = bytes(_map(file, path, size, pos, min(sep, pos + MAX_WORD_BYTES + 1)))
+        if sep < size:
+            head += bytes(_map(file, path, size, sep, sep + 1))
+        pos = min(size, sep + 1)
+        yield head, pos
+
+
+def _map(file, path: str, size: int, start: int, stop: int) -> np.ndarray:
+    """Bytes [start, stop) of the file as a read-only array over a new mapping."""
+    if os.fstat(file.fileno()).st_size < size:
+        raise InputDataError(f"{path} shrank while it was being read: read it again when "
+                             f"nothing is writing to it")
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    try:
+        mapped = mmap.mmap(file.fileno(), stop - base, offset=base, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return np.frombuffer(mapped, np.uint8)[start - base:]
+
+
+def _last_separator_in(window: np.ndarray) -> int:
+    """Index of the last separator byte in the window, or -1; looks at the end first."""
+    n = window.shape[0]
+    span = 256
+    while True:
+        lo = max(0, n - span)
+        tail = window[lo:]
+        hits = np.flatnonzero((tail == 32) | (tail == 10) | (tail == 9) | (tail == 13))
+        if hits.shape[0]:
+            return lo + int(hits[-1])
+        if lo == 0:
+            return -1
+        n = lo
+        span *= 16
+
+
+def _next_separator_at(file, path: str, size: int, start: int) -> int:
+    """Position of the first separator byte at or after ``start``, or ``size``."""
+    step = 1 << 20
+    while start < size:
+        window = _map(file, path, size, start, min(size, start + step))
+        hits = np.flatnonzero((window == 32) | (window == 10) | (window == 9) | (window == 13))
+        if hits.shape[0]:
+            return start + int(hits[0])
+        start += window.shape[0]
+    return size
 
 
 def _last_separator(buf: bytes) -> int:

@@ -262,18 +262,17 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
     try:
         for inp in inputs:
             done_bytes = bar.n
-            with corpus.open_input(inp) as stream:
-                pending = deque()
-                for block in corpus.iter_blocks(stream, block_bytes, name=inp.path):
-                    if pool is None:
-                        take(encode_block(block, table))
-                    else:
-                        pending.append(pool.submit(encode_block, block, table))
-                        while len(pending) > 2 * threads:
-                            take(pending.popleft().result())
-                    bar.update(done_bytes + corpus.raw_bytes_read(stream) - bar.n)
-                while pending:
-                    take(pending.popleft().result())
+            pending = deque()
+            for block, read in corpus.input_blocks(inp, block_bytes):
+                if pool is None:
+                    take(encode_block(block, table))
+                else:
+                    pending.append(pool.submit(encode_block, block, table))
+                    while len(pending) > 2 * threads:
+                        take(pending.popleft().result())
+                bar.update(done_bytes + read - bar.n)
+            while pending:
+                take(pending.popleft().result())
             # A newline between files: a sentence never spans two inputs.
             sentences.add_breaks(np.array([position], dtype=np.int64))
             bar.update(done_bytes + inp.size - bar.n)

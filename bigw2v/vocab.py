@@ -173,7 +173,9 @@ def part_name(partition: int) -> str:
 def _write_table_atomic(table: pa.Table, path: str) -> None:
     """Write a Parquet file atomically (see ``atomic.atomic_write``)."""
     with atomic_write(path) as f:
-        pq.write_table(table, f)
+        # The words of a run, shard or vocabulary are unique: a dictionary
+        # page would only cost time and space.
+        pq.write_table(table, f, use_dictionary=False)
 
 
 def write_vocab(path: str, words, counts) -> None:
@@ -421,19 +423,18 @@ def _tasks(inputs: list[corpus_io.InputFile], block_bytes: int,
     size = 0
     done = 0
     for m, inp in enumerate(inputs):
-        with corpus_io.open_input(inp) as stream:
-            for block in corpus_io.iter_blocks(stream, block_bytes, name=inp.path):
-                if pieces and size + len(block) > block_bytes:
-                    yield members, pieces
-                    members, pieces, size = [], [], 0
-                members.append(m)
-                pieces.append(block)
-                size += len(block)
-                if size >= block_bytes // 2:
-                    yield members, pieces
-                    members, pieces, size = [], [], 0
-                if on_bytes is not None:
-                    on_bytes(done + corpus_io.raw_bytes_read(stream))
+        for block, read in corpus_io.input_blocks(inp, block_bytes):
+            if pieces and size + len(block) > block_bytes:
+                yield members, pieces
+                members, pieces, size = [], [], 0
+            members.append(m)
+            pieces.append(block)
+            size += len(block)
+            if size >= block_bytes // 2:
+                yield members, pieces
+                members, pieces, size = [], [], 0
+            if on_bytes is not None:
+                on_bytes(done + read)
         done += inp.size
     if pieces:
         yield members, pieces

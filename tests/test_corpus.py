@@ -207,6 +207,65 @@ def read_all(inp) -> bytes:
         return b"".join(iter_blocks(stream, 1000, name=inp.path))
 
 
+def mapped_words(inp, block_bytes):
+    """Words and progress of ``input_blocks`` over a plain file (the mapped path)."""
+    words, progress = [], []
+    for block, read in corpus.input_blocks(inp, block_bytes):
+        words += split_words(bytes(block))
+        progress.append(read)
+    return words, progress
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3, 7, 100, 4096, 5000, 1 << 20])
+def test_mapped_blocks_give_the_words_of_the_file(tmp_path, block_bytes):
+    text = random_text(random.Random(block_bytes), 3000)
+    [inp] = corpus.expand_inputs([str(write(tmp_path / "t.txt", text))])
+    blocks = [(bytes(b), read) for b, read in corpus.input_blocks(inp, block_bytes)]
+    assert b"".join(b for b, _ in blocks) == text
+    for block, _ in blocks[:-1]:
+        assert block[-1:] in (b" ", b"\t", b"\r", b"\n")
+    reads = [read for _, read in blocks]
+    assert reads == sorted(reads) and reads[-1] == len(text)
+
+
+def test_mapped_blocks_keep_a_giant_word_as_the_stream_does(tmp_path):
+    text = b"a\n" + b"x" * 300_000 + b"\nafter " + "é".encode() * 2000 + b" end"
+    [inp] = corpus.expand_inputs([str(write(tmp_path / "t.txt", text))])
+    for block_bytes in (64, 4096, 100_000):
+        with corpus.open_input(inp) as stream:
+            streamed = b"".join(iter_blocks(stream, block_bytes))
+        words, progress = mapped_words(inp, block_bytes)
+        # Raw bytes may differ past MAX_WORD_BYTES + 1; the words may not.
+        canonical = [canonical_word(w) for w in words]
+        assert canonical == [canonical_word(w) for w in split_words(streamed)]
+        assert canonical == [canonical_word(w) for w in split_words(text)]
+        assert progress[-1] == len(text)
+        # The lines (LF count) survive the truncation too.
+        assert sum(bytes(b).count(b"\n") for b, _ in corpus.input_blocks(inp, block_bytes)) == 2
+
+
+def test_a_file_that_shrinks_while_mapped_is_an_input_error(tmp_path):
+    path = write(tmp_path / "t.txt", b"word " * 10_000)
+    [inp] = corpus.expand_inputs([str(path)])
+    blocks = corpus.input_blocks(inp, 4096)
+    first, _ = next(blocks)
+    assert bytes(first[:5]) == b"word "
+    del first  # its pages are about to go: touching them now would be fatal
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(InputDataError, match="shrank"):
+        next(blocks)
+
+
+def test_empty_and_compressed_files_are_read_not_mapped(tmp_path):
+    empty = write(tmp_path / "e.txt", b"")
+    packed = write(tmp_path / "p.gz", gzip.compress(b"one two\n"))
+    e, p = corpus.expand_inputs([str(empty), str(packed)])
+    assert list(corpus.input_blocks(e)) == []
+    [(block, read)] = list(corpus.input_blocks(p))
+    assert block == b"one two\n" and isinstance(block, bytes) and read == p.size
+
+
 @pytest.mark.parametrize("kind", sorted(COMPRESSORS))
 def test_compressed_inputs_read_like_plain(tmp_path, kind):
     text = random_text(random.Random(3), 3000)

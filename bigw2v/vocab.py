@@ -281,15 +281,44 @@ def plan_groups(inputs: list[corpus_io.InputFile], small_input_bytes: int = SMAL
     return groups
 
 
+class WrittenRuns:
+    """Run files this process wrote, kept in memory (up to ``max_rows`` rows) for the merge.
+
+    The merge would otherwise read back, right away, what was just written;
+    with one input counted in one run that is the whole vocabulary.
+    Thread-safe; past ``max_rows`` further files are simply not kept.
+    """
+
+    def __init__(self, max_rows: int):
+        self.max_rows = max_rows
+        self.rows = 0
+        self._tables: dict[str, pa.Table] = {}
+        self._lock = threading.Lock()
+
+    def add(self, path: str, table: pa.Table) -> None:
+        with self._lock:
+            if self.rows + table.num_rows <= self.max_rows:
+                self._tables[path] = table
+                self.rows += table.num_rows
+
+    def read(self, path: str) -> pa.Table:
+        """The run file's table: the kept one, else read from disk."""
+        with self._lock:
+            table = self._tables.get(path)
+        return table if table is not None else pq.read_table(path)
+
+
 class RunWriter:
     """Spills word tables as runs into one run directory (thread-safe).
 
-    ``runs`` is how many runs were written to ``run_dir``.
+    ``runs`` is how many runs were written to ``run_dir``; ``written``, if
+    given, keeps the tables written for ``merge_runs``.
     """
 
-    def __init__(self, run_dir: str, partitions: int):
+    def __init__(self, run_dir: str, partitions: int, written: WrittenRuns | None = None):
         self.run_dir = run_dir
         self.partitions = partitions
+        self.written = written
         self.runs = 0
         self._lock = threading.Lock()
 
@@ -303,7 +332,10 @@ class RunWriter:
         directory = os.path.join(self.run_dir, f"{number:05d}")
         os.makedirs(directory, exist_ok=True)
         for p, part in table_partitions(table, self.partitions):
-            _write_table_atomic(part, os.path.join(directory, part_name(p)))
+            path = os.path.join(directory, part_name(p))
+            _write_table_atomic(part, path)
+            if self.written is not None:
+                self.written.add(path, part)
         table.clear()
 
 
@@ -443,19 +475,21 @@ def _tasks(inputs: list[corpus_io.InputFile], block_bytes: int,
 def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions: int = PARTITIONS,
                 spill_words: int = SPILL_WORDS, block_bytes: int = corpus_io.BLOCK_BYTES,
                 counters: Counters | None = None,
-                on_bytes: Callable[[int], None] | None = None) -> list[dict]:
+                on_bytes: Callable[[int], None] | None = None,
+                written: WrittenRuns | None = None) -> list[dict]:
     """Count inputs together into runs under ``runs_root/<group-key>/``; return their records.
 
     ``counters``: the tables and threads to count with (default: one table,
     this thread; ``spill_words`` applies only then). ``on_bytes(n)`` is told
     the raw bytes of the group's files read so far, for progress.
+    ``written`` keeps the run tables in memory for ``merge_runs``.
     """
     own = counters is None
     if own:
         counters = Counters(1, spill_words)
     run_dir = os.path.join(runs_root, group_key([inp.path for inp in inputs]))
     shutil.rmtree(run_dir, ignore_errors=True)
-    runs = RunWriter(run_dir, partitions)
+    runs = RunWriter(run_dir, partitions, written)
     tallies = [InputTally() for _ in inputs]
     try:
         for members, piece_tallies in counters.map(_tasks(inputs, block_bytes, on_bytes), runs):
@@ -537,11 +571,14 @@ def reusable_groups(inputs: list[corpus_io.InputFile], groups: dict[str, list[di
 # ---------------------------------------------------------------- all inputs
 
 
-def merge_runs(workdir: str, partitions: int, min_count: int) -> tuple[pa.Table, int, int]:
+def merge_runs(workdir: str, partitions: int, min_count: int,
+               written: WrittenRuns | None = None) -> tuple[pa.Table, int, int]:
     """Merge every run into ``shards/``; return (words >= min_count, distinct words, tokens).
 
-    One partition is in memory at a time, plus the kept words so far.
+    One partition is in memory at a time, plus the kept words so far (and
+    the run tables ``written`` holds, which are not read again).
     """
+    read = written.read if written is not None else pq.read_table
     runs_root = os.path.join(workdir, RUNS_DIR)
     shards = os.path.join(workdir, SHARDS_DIR)
     os.makedirs(shards, exist_ok=True)
@@ -558,10 +595,10 @@ def merge_runs(workdir: str, partitions: int, min_count: int) -> tuple[pa.Table,
         shard = os.path.join(shards, part_name(p))
         if len(files) == 1:
             # A run's words are unique already: the shard is the run itself.
-            merged = pq.read_table(files[0])
+            merged = read(files[0])
             _link_or_copy(files[0], shard)
         else:
-            merged = sum_by_word(pa.concat_tables([pq.read_table(f) for f in files]))
+            merged = sum_by_word(pa.concat_tables([read(f) for f in files]))
             _write_table_atomic(merged, shard)
         distinct += merged.num_rows
         tokens += int(pc.sum(merged.column("count")).as_py() or 0)
@@ -711,6 +748,8 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
     bar = progress_bar(None if from_stdin else sum(inp.size for inp in to_count), "count",
                        unit="B", enabled=progress)
     counters = Counters(threads, spill_words)
+    # As many words as the counting tables may hold: memory stays within the same bound.
+    written = WrittenRuns(spill_words)
     counted = {}
     try:
         for group in plan_groups(to_count, small_input_bytes):
@@ -721,7 +760,7 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
 
             for record in count_group(group, runs_root, partitions=partitions,
                                       block_bytes=block_bytes, counters=counters,
-                                      on_bytes=on_bytes):
+                                      on_bytes=on_bytes, written=written):
                 counted[record["path"]] = record
             bar.update(done + sum(inp.size for inp in group) - bar.n)
     except OSError as exc:
@@ -736,7 +775,7 @@ def _count_locked(inputs, workdir, min_count, threads, progress, spill_words, pa
     if total_tokens == 0:
         raise InputDataError(f"{_describe_corpus(inputs)} contains no words")
     try:
-        vocab, distinct, counted = merge_runs(workdir, partitions, min_count)
+        vocab, distinct, counted = merge_runs(workdir, partitions, min_count, written)
     except OSError as exc:
         raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
     # Every token is in exactly one run; a mismatch is a bug, not a user error.

@@ -1,9 +1,10 @@
 # Sourced by bin/demo, bin/test and bin/bench*: make .venv if missing and install
 # bigw2v into it (editable) with the extras named in $BIGW2V_EXTRAS.
-# Reinstalls only when pyproject.toml or the extras change.
+# Reinstalls only when pyproject.toml or the extras change. $BIGW2V_VENV names
+# another venv directory (the benchmarks run bigw2v from one without extras).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
+venv="${BIGW2V_VENV:-$root/.venv}"
 extras="${BIGW2V_EXTRAS:-}"
 python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then

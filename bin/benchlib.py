@@ -43,6 +43,23 @@ def reexec_in_venv(script):
         sys.exit(f"{name}: cannot run bash to set up the venv: {e}")
 
 
+def runtime_python():
+    """The Python of a venv holding bigw2v and its runtime dependencies only.
+
+    bigw2v is benchmarked as a user installs it: the bench venv also holds
+    gensim, which brings SciPy, and Numba imports SciPy's BLAS the first time
+    it loads any compiled function (about 0.13 s of every bigw2v command
+    here), although bigw2v never calls a BLAS. Made by bin/_venv.sh in
+    .venv-runtime, reused while pyproject.toml is unchanged.
+    """
+    venv = os.path.join(REPO, ".venv-runtime")
+    setup = 'BIGW2V_VENV="$1" BIGW2V_EXTRAS= source "$0/bin/_venv.sh" >&2'
+    done = subprocess.run(["bash", "-c", setup, REPO, venv], stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise BenchError(f"could not set up {venv} (bin/_venv.sh failed, see above)")
+    return os.path.join(venv, "bin", "python")
+
+
 class BenchError(Exception):
     """A problem the user can fix (missing file, bad option): printed without traceback."""
 

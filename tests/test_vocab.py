@@ -167,6 +167,35 @@ def test_spilling_and_small_blocks_give_the_same_vocabulary(tmp_path):
     assert shard_rows == manifest["totals"]["distinct_words"]
 
 
+@pytest.mark.parametrize("max_rows", [0, 40, 10**9])
+def test_merge_from_kept_run_tables_equals_merge_from_disk(tmp_path, max_rows):
+    text = generated_corpus(seed=5, n_words=6000)
+    [inp] = corpus.expand_inputs([write(tmp_path / "c.txt", text)])
+    workdir = tmp_path / "wd"
+    runs_root = str(workdir / "runs")
+    written = vocab.WrittenRuns(max_rows)
+    # Two runs for some partitions (summed), one for others (taken as they are).
+    vocab.count_group([inp], runs_root, partitions=5, spill_words=150, block_bytes=3000,
+                      written=written)
+    assert written.rows <= max_rows
+    kept = vocab.merge_runs(str(workdir), 5, 2, written)
+    from_disk = vocab.merge_runs(str(workdir), 5, 2)
+    assert kept[1:] == from_disk[1:]
+    assert vocab.sort_vocab(kept[0]).equals(vocab.sort_vocab(from_disk[0]))
+
+
+def test_written_runs_serve_kept_tables_and_read_the_rest(tmp_path):
+    table = pa.table({"word": ["a", "b"], "count": [3, 1]}, schema=vocab.VOCAB_SCHEMA)
+    written = vocab.WrittenRuns(max_rows=2)
+    written.add(str(tmp_path / "gone.parquet"), table)
+    on_disk = tmp_path / "kept-out.parquet"
+    pq.write_table(table, on_disk)
+    written.add(str(on_disk), table)  # over the budget: not kept
+    assert written.rows == 2
+    assert written.read(str(tmp_path / "gone.parquet")).equals(table)  # never read from disk
+    assert written.read(str(on_disk)).equals(table)
+
+
 def test_process_pool_gives_the_same_vocabulary(tmp_path):
     text = generated_corpus(seed=2, n_words=8000)
     path = write(tmp_path / "c.txt", text)

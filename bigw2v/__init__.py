@@ -7,7 +7,7 @@
     vectors.most_similar("king")
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def count(corpus, workdir, min_count=5, threads=None, progress=True, **options):

@@ -13,7 +13,7 @@ Counting is exact (nothing is pruned) and its memory is bounded by
    and at the end of the group, it is written out as a *run*:
    ``WORKDIR/runs/<group-key>/<run-no>/part-XXXXX.parquet``, the words cut
    into ``partitions`` parts by a stable hash (``wordtable.partition_of``:
-   FNV-1a of the UTF-8 word, mixed). Runs are kept per group so a later
+   hash of the UTF-8 word, mixed). Runs are kept per group so a later
    incremental count can drop and recount one changed input (with the rest
    of its group, for a small file).
 3. Each partition's runs are merged by summing counts into
@@ -82,7 +82,7 @@ SPILL_WORDS = 4_000_000
 PARTITIONS = 16
 # Recorded with every run: runs partitioned by another hash (CRC-32 in earlier
 # versions) cannot be merged with these and are counted again.
-PARTITION_HASH = "fnv1a64-fmix64-high32"
+PARTITION_HASH = "chunk64-fmix64-high32"
 # Regular files under SMALL_INPUT_BYTES are counted in groups of up to
 # GROUP_BYTES / GROUP_FILES that share one run directory (see plan_groups).
 SMALL_INPUT_BYTES = 4 * 2**20

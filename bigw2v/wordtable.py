@@ -15,10 +15,12 @@ the kernels:
     table is grown (doubled, rehashed) before it is half full. -1 marks an
     empty slot, anything else is a row.
 ``hashes`` uint64 [rows]
-    The 64-bit FNV-1a hash of each row's key. Compared before the bytes, so
-    a probe almost never touches the bytes of a different word. Mixed
-    (MurmurHash3's finaliser), its low bits pick the slot and its high bits
-    the Parquet partition of the word (``partition_of``).
+    The 64-bit hash of each row's key (``key_hash``: the key's bytes in
+    8-byte chunks, each folded in by a multiply and a shift, so the scanner
+    hashes a word as it reads it, 8 bytes at a time). Compared before the
+    bytes, so a probe almost never touches the bytes of a different word.
+    Mixed (MurmurHash3's finaliser), its low bits pick the slot and its high
+    bits the Parquet partition of the word (``partition_of``).
 ``offsets`` int64 [rows + 1], ``arena`` uint8
     Row r's key is ``arena[offsets[r]:offsets[r + 1]]``: the layout of an
     Arrow large-binary array, so the words reach Parquet without one Python
@@ -37,24 +39,53 @@ early is exact and bounds a key's size.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pyarrow as pa
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 from bigw2v import corpus
 
 KEY_BYTES = corpus.MAX_WORD_BYTES + 1
 UNRESOLVED = np.uint32(0xFFFFFFFF)  # an encode placeholder for a word only Python can canonicalise
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
+_SEED = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
 _U64 = np.uint64
 _SPACE, _TAB, _CR, _LF = 32, 9, 13, 10
+# Each separator byte repeated in all 8 bytes of a word.
+_SPACES, _TABS, _CRS, _LFS = (_ONES * np.uint64(c) for c in (_SPACE, _TAB, _CR, _LF))
 
 
 # ---------------------------------------------------------------- small pieces
+
+
+@intrinsic
+def _load8(typingctx, data, i):
+    """The 8 bytes data[i:i+8] (uint8, C-contiguous) as a little-endian uint64; caller checks bounds.
+
+    Numba has no unaligned wide load; eight byte loads and shifts cost the
+    scanner and the key comparison most of their time.
+    """
+    if not (isinstance(data, types.Array) and data.dtype == types.uint8 and data.ndim == 1
+            and data.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        address = builder.bitcast(builder.gep(array.data, [index]), ir.IntType(64).as_pointer())
+        value = builder.load(address, align=1)
+        return builder.bswap(value) if sys.byteorder == "big" else value
+
+    return types.uint64(data, i), codegen
 
 
 @njit(cache=True, inline="always")
@@ -63,10 +94,37 @@ def _is_separator(c):
 
 
 @njit(cache=True, inline="always")
+def _zero_bytes(x):
+    # The high bit of each zero byte of x is set, and none below the lowest
+    # zero byte is (bytes above it may be false positives, never read here).
+    return (x - _ONES) & ~x & _HIGHS
+
+
+@njit(cache=True, inline="always")
+def _separator_bits(x):
+    """Nonzero iff one of x's 8 bytes is a separator; its trailing zeros / 8 = bytes before the first."""
+    return (_zero_bytes(x ^ _SPACES) | _zero_bytes(x ^ _TABS) | _zero_bytes(x ^ _CRS)
+            | _zero_bytes(x ^ _LFS))
+
+
+@njit(cache=True, inline="always")
+def _low_bytes(x, k):
+    """x with only its k lowest bytes kept (0 <= k < 8)."""
+    return x & ((_U64(1) << _U64(8 * k)) - _U64(1))
+
+
+@njit(cache=True, inline="always")
+def _step(h, chunk):
+    # One 8-byte chunk of a key into the hash (a bijection of the chunk for a
+    # given h, so same-length keys of up to 8 bytes never collide).
+    h = (h ^ chunk) * _MIX1
+    return h ^ (h >> _U64(32))
+
+
+@njit(cache=True, inline="always")
 def _mixed(h):
-    # FNV-1a alone spreads short keys that differ in their last byte badly
-    # (words "word0".."word999" fell into 4 of 16 partitions); MurmurHash3's
-    # finaliser makes every output bit depend on every input bit.
+    # MurmurHash3's finaliser: every output bit depends on every input bit,
+    # so the low bits (slot) and high bits (partition) are both well spread.
     h = (h ^ (h >> _U64(33))) * _MIX1
     h = (h ^ (h >> _U64(33))) * _MIX2
     return h ^ (h >> _U64(33))
@@ -82,27 +140,58 @@ def _scan_word(block, start, n):
     """The word that starts at block[start]: (key length, end of the word, hash of the key).
 
     The key is the word's first KEY_BYTES bytes; bytes beyond it are skipped
-    (they cannot change the canonical word).
+    (they cannot change the canonical word). Reads 8 bytes at a time while 8
+    remain in the block; the hash is ``key_hash`` of the key.
     """
-    h = _FNV_OFFSET
+    h = _SEED
     i = start
-    key_end = min(n, start + KEY_BYTES)
-    while i < key_end and not _is_separator(block[i]):
-        h = (h ^ _U64(block[i])) * _FNV_PRIME
-        i += 1
-    length = i - start
-    while i < n and not _is_separator(block[i]):
-        i += 1
-    return length, i, h
+    key_end = start + KEY_BYTES
+    while True:
+        if i + 8 <= n:
+            chunk = _load8(block, i)
+            bits = _separator_bits(chunk)
+            if bits != 0:
+                k = np.int64(trailing_zeros(bits)) >> 3
+                ended = True
+            else:
+                k = 8
+                ended = False
+        else:
+            chunk = _U64(0)
+            k = 0
+            while i + k < n and not _is_separator(block[i + k]):
+                chunk |= _U64(block[i + k]) << _U64(8 * k)
+                k += 1
+            ended = True
+        if i + k >= key_end:
+            # The key ends in this chunk; the rest of the word is skipped.
+            take = key_end - i
+            h = _step(h, chunk if take == 8 else _low_bytes(chunk, take))
+            i = key_end
+            while i < n and not _is_separator(block[i]):
+                i += 1
+            return KEY_BYTES, i, h ^ _U64(KEY_BYTES)
+        if k > 0:
+            h = _step(h, chunk if k == 8 else _low_bytes(chunk, k))
+        i += k
+        if ended:
+            length = i - start
+            return length, i, h ^ _U64(length)
 
 
 @njit(cache=True)
-def fnv1a(data, start, stop):
-    """The 64-bit FNV-1a hash of data[start:stop] (uint8)."""
-    h = _FNV_OFFSET
-    for i in range(start, stop):
-        h = (h ^ _U64(data[i])) * _FNV_PRIME
-    return h
+def key_hash(data, start, stop):
+    """The hash of key data[start:stop] (uint8): its bytes in little-endian 8-byte chunks,
+    the last one zero-padded, folded by ``_step`` from a fixed seed, xor the length."""
+    h = _SEED
+    i = start
+    while i < stop:
+        chunk = _U64(0)
+        for k in range(min(8, stop - i)):
+            chunk |= _U64(data[i + k]) << _U64(8 * k)
+        h = _step(h, chunk)
+        i += 8
+    return h ^ _U64(stop - start)
 
 
 @njit(cache=True, inline="always")
@@ -110,8 +199,17 @@ def _same_key(data, start, length, arena, offsets, row):
     lo = offsets[row]
     if offsets[row + 1] - lo != length:
         return False
-    for k in range(length):
-        if arena[lo + k] != data[start + k]:
+    k = 0
+    while length - k >= 8:
+        if _load8(data, start + k) != _load8(arena, lo + k):
+            return False
+        k += 8
+    if k == length:
+        return True
+    if start + k + 8 <= data.shape[0] and lo + k + 8 <= arena.shape[0]:
+        return _low_bytes(_load8(data, start + k) ^ _load8(arena, lo + k), length - k) == 0
+    for j in range(k, length):
+        if arena[lo + j] != data[start + j]:
             return False
     return True
 
@@ -379,7 +477,7 @@ def count_newlines(data):
 @njit(nogil=True, cache=True)
 def lookup(key, slots, hashes, offsets, arena):
     """The row of ``key`` (uint8 array), or -1."""
-    row = _find(key, 0, key.shape[0], fnv1a(key, 0, key.shape[0]), slots, hashes, offsets, arena)
+    row = _find(key, 0, key.shape[0], key_hash(key, 0, key.shape[0]), slots, hashes, offsets, arena)
     return max(row, -1)
 
 
@@ -394,7 +492,7 @@ def _build(offsets, arena, n_words):
     for row in range(n_words):
         lo = offsets[row]
         hi = offsets[row + 1]
-        h = fnv1a(arena, lo, hi)
+        h = key_hash(arena, lo, hi)
         found = _find(arena, lo, hi - lo, h, slots, hashes, offsets, arena)
         if found >= 0:
             return slots, hashes, -1 - row
@@ -431,7 +529,7 @@ def partition_of(hashes, partitions):
 def _as_uint8(block) -> np.ndarray:
     """A read-only uint8 view (one array type: a writable one would compile every kernel again)."""
     if isinstance(block, np.ndarray):
-        view = block.view(np.uint8)
+        view = np.ascontiguousarray(block).view(np.uint8)
         view.flags.writeable = False
         return view
     return np.frombuffer(block, dtype=np.uint8)
@@ -652,9 +750,9 @@ def warm_up() -> None:
 
 
 def word_hash(word: bytes) -> np.uint64:
-    """The FNV-1a hash of a word's bytes, as a table stores it for a key."""
+    """The hash of a word's bytes (``key_hash``), as a table stores it for a key."""
     key = np.frombuffer(word, np.uint8)
-    return fnv1a(key, 0, key.shape[0])
+    return key_hash(key, 0, key.shape[0])
 
 
 def word_partitions(words, partitions: int) -> np.ndarray:

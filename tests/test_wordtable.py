@@ -142,17 +142,59 @@ def test_many_unresolved_words_in_one_block():
     assert ids.tolist() == list(range(2500))
 
 
+def reference_hash(key: bytes) -> int:
+    """``wordtable.key_hash`` in plain Python integers."""
+    h = 0x9E3779B97F4A7C15
+    for i in range(0, len(key), 8):
+        h = ((h ^ int.from_bytes(key[i:i + 8], "little")) * 0xFF51AFD7ED558CCD) % 2**64
+        h ^= h >> 32
+    return h ^ len(key)
+
+
+def test_scanner_hashes_and_cuts_words_at_every_chunk_and_key_boundary():
+    from bigw2v.wordtable import KEY_BYTES, _scan_word
+    from numba import njit
+
+    @njit
+    def scan_all(block):
+        out = []
+        i, n = 0, block.shape[0]
+        while i < n:
+            if block[i] in (9, 10, 13, 32):
+                i += 1
+                continue
+            length, end, h = _scan_word(block, i, n)
+            out.append((i, length, end, h))
+            i = end
+        return out
+
+    rng = random.Random(7)
+    lengths = [1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, KEY_BYTES - 1, KEY_BYTES, KEY_BYTES + 1,
+               KEY_BYTES + 7, 3000]
+    for trial in range(40):
+        words = [bytes(rng.choice(b"ab\x00\xff\x0b") for _ in range(rng.choice(lengths)))
+                 for _ in range(rng.randint(1, 6))]
+        text = b"".join(w + rng.choice([b" ", b"\n", b"\t\r"]) for w in words)
+        if trial % 2:
+            text = text.rstrip(b" \n\t\r")  # the last word ends the block
+        found = scan_all(np.frombuffer(text, np.uint8))
+        assert len(found) == len(words)
+        for (start, length, end, h), word in zip(found, words):
+            assert text[start:end] == word
+            assert length == min(len(word), KEY_BYTES)
+            assert int(h) == reference_hash(word[:KEY_BYTES])
+
+
 def test_partitions_are_stable_hashes_of_the_utf8_word():
     words = [f"word{i}" for i in range(1000)] + ["é", "😀"]
     parts = word_partitions(words, 16)
     assert parts.tolist() == word_partitions(list(words), 16).tolist()
     assert set(parts.tolist()) == set(range(16))
-    # Fixed by the format (runs on disk rely on it): FNV-1a 64, mixed by
-    # MurmurHash3's finaliser, high 32 bits.
-    h = 0xCBF29CE484222325
-    for byte in b"word0":
-        h = ((h ^ byte) * 0x100000001B3) % 2**64
-    assert int(word_hash(b"word0")) == h
+    # Fixed by the format (runs on disk rely on it): 8-byte little-endian
+    # chunks folded from a seed, xor the length; MurmurHash3's finaliser;
+    # high 32 bits.
+    assert int(word_hash(b"word0")) == reference_hash(b"word0")
+    h = reference_hash(b"word0")
     for mult in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
         h = ((h ^ (h >> 33)) * mult) % 2**64
     h ^= h >> 33

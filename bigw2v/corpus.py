@@ -433,7 +433,7 @@ def input_blocks(inp: InputFile, block_bytes: int = BLOCK_BYTES) -> Iterator[tup
     """
     if block_bytes < 1:
         raise UsageError(f"block size must be at least 1 byte, not {block_bytes}")
-    if inp.path != "-" and inp.compression is None:
+    if inp.path != "-" and inp.compression is None and _mappable(inp.path):
         try:
             file = open(inp.path, "rb", buffering=0)
         except FileNotFoundError:
@@ -441,14 +441,20 @@ def input_blocks(inp: InputFile, block_bytes: int = BLOCK_BYTES) -> Iterator[tup
         except OSError as exc:
             raise MissingInputError(f"cannot read {inp.path}: {exc.strerror or exc}") from None
         with file:
-            st = os.fstat(file.fileno())
-            # Files that report no size (procfs, some FUSE) must be read.
-            if stat.S_ISREG(st.st_mode) and st.st_size > 0:
-                yield from _mapped_blocks(file, inp.path, st.st_size, block_bytes)
-                return
+            yield from _mapped_blocks(file, inp.path, os.fstat(file.fileno()).st_size, block_bytes)
+        return
     with open_input(inp) as stream:
         for block in iter_blocks(stream, block_bytes, name=inp.path):
             yield block, stream.raw_bytes_read
+
+
+def _mappable(path: str) -> bool:
+    """A regular file with a size (a FIFO must not be opened twice; procfs files report 0)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # open_input says what is wrong
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
 def _mapped_blocks(file, path: str, size: int, block_bytes: int) -> Iterator[tuple[np.ndarray, int]]:

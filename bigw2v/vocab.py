@@ -417,8 +417,10 @@ class Counters:
                 self._free.put(table)
 
     def close(self) -> None:
+        """Stop the threads and let the tables go (the merge that follows needs their memory)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        self._free = queue.SimpleQueue()
 
 
 @dataclass

@@ -266,6 +266,22 @@ def test_empty_and_compressed_files_are_read_not_mapped(tmp_path):
     assert block == b"one two\n" and isinstance(block, bytes) and read == p.size
 
 
+def test_a_named_pipe_is_read_once_as_a_stream(tmp_path):
+    # A pipe cannot be mapped and has no size: it is streamed, opened once (a
+    # writer that finds no reader between two opens would get EPIPE).
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    text = b"one two three\n" * 5000
+    writer = threading.Thread(target=lambda: fifo.write_bytes(text))
+    writer.start()
+    [inp] = corpus.expand_inputs([str(fifo)])
+    got = b"".join(bytes(b) for b, _ in corpus.input_blocks(inp, 4096))
+    writer.join(timeout=10)
+    assert got == text and not writer.is_alive()
+
+
 @pytest.mark.parametrize("kind", sorted(COMPRESSORS))
 def test_compressed_inputs_read_like_plain(tmp_path, kind):
     text = random_text(random.Random(3), 3000)

@@ -129,8 +129,10 @@ def encoding_key(words, manifest):
     for inp in manifest["inputs"]:
         h.update(("%s\t%d\t%d\n" % (inp["path"], inp["size"], inp["mtime_ns"])).encode())
     h.update(b"\x00")
-    for w in words:
-        h.update(w.encode("utf-8"))
+    # One update of the words joined (each followed by LF): the same bytes as word by
+    # word, so the same keys as before, at a tenth of the time.
+    if len(words):
+        h.update("\n".join(words).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()[:16]
 
@@ -209,14 +211,16 @@ def _input_files(manifest, workdir):
 
 
 def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
-           block_bytes=16 * 2**20):
+           block_bytes=16 * 2**20, key=None):
     """Encode the counted corpus with vocabulary ``words``; reuse a cached encoding.
 
     ``n_tokens`` is the number of corpus tokens whose word is in ``words`` (the
     sum of their counts): the token file is preallocated to exactly that size,
-    and any disagreement means the corpus changed since counting.
+    and any disagreement means the corpus changed since counting. ``key``: the
+    caller's ``encoding_key(words, manifest)``, if it has it.
     """
-    key = encoding_key(words, manifest)
+    if key is None:
+        key = encoding_key(words, manifest)
     directory = os.path.join(workdir, "encoded", key)
     if os.path.exists(os.path.join(directory, "encoded.json")):
         return EncodedCorpus(directory), True

@@ -35,7 +35,9 @@ shared matrices without locks (Hogwild).
 """
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 KEEP_ALWAYS = np.uint32(0xFFFFFFFF)
 
@@ -48,6 +50,43 @@ _XS_MULT = np.uint64(0x2545F4914F6CDD1D)
 # The C tool clips scores to [-MAX_EXP, MAX_EXP]; hierarchical softmax skips
 # updates outside it (the node is already confidently right or wrong).
 MAX_EXP = 6.0
+
+
+@intrinsic
+def _prefetch(typingctx, matrix, row, col):
+    """Ask the CPU to start loading the cache line of ``matrix[row, col]`` (C-contiguous 2-D).
+
+    Only a hint: it never faults and never changes a result. Numba has no
+    prefetch of its own; this emits LLVM's (read, keep in all cache levels).
+    """
+    if not (isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        r = context.cast(builder, args[1], signature.args[1], types.intp)
+        c = context.cast(builder, args[2], signature.args[2], types.intp)
+        n_cols = builder.extract_value(array.shape, 1)
+        address = builder.gep(array.data, [builder.add(builder.mul(r, n_cols), c)])
+        byte_ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]))
+        builder.call(fn, [builder.bitcast(address, byte_ptr), ir.Constant(i32, 0),
+                          ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(matrix, row, col), codegen
+
+
+# Floats per 64-byte cache line: the stride of the prefetches along a row.
+_LINE_FLOATS = 16
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(matrix, row):
+    for col in range(0, matrix.shape[1], _LINE_FLOATS):
+        _prefetch(matrix, row, col)
 
 
 @njit(cache=True, inline="always")
@@ -210,18 +249,16 @@ def _path_outputs(centre, path_starts, path_nodes, path_codes, out_rows, labels)
 
 
 @njit(cache=True, inline="always")
-def _noise_outputs(state, centre, negative, noise_accept, noise_alias, out_rows, labels):
-    """Negative sampling targets: the centre word (label 1) and ``negative`` noise words.
+def _noise_outputs(centre, noise, negative, out_rows, labels):
+    """Negative sampling targets: the centre word (label 1) and the ``negative`` noise words.
 
     A noise word equal to the centre gets label -1, which the updates skip.
     """
     out_rows[0] = centre
     labels[0] = 1.0
-    for o in range(1, negative + 1):
-        state, noise = _draw_noise(state, noise_accept, noise_alias)
-        out_rows[o] = noise
-        labels[o] = -1.0 if noise == centre else 0.0
-    return state
+    for o in range(negative):
+        out_rows[o + 1] = noise[o]
+        labels[o + 1] = -1.0 if noise[o] == centre else 0.0
 
 
 @njit(cache=True, fastmath=True)
@@ -256,6 +293,8 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
     scores = np.empty((2 * window, n_out_max), dtype=np.float32)
     input_grad = np.empty((2 * window, dim), dtype=np.float32)
     hidden = np.empty(dim, dtype=np.float32)
+    noise = np.empty(max(negative, 1), dtype=np.int64)        # this centre's noise words
+    noise_ahead = np.empty(max(negative, 1), dtype=np.int64)  # the next centre's
 
     loss = 0.0
     terms = 0
@@ -280,8 +319,24 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
             length += 1
         trained += length
 
+        # The kernel mostly waits on memory: noise rows are random rows of a matrix
+        # larger than the cache. So each centre's noise words are drawn one centre
+        # ahead and their rows prefetched, with the next centre's own output row and
+        # the input row about to enter the window (1.5x faster for CBOW, ~15% for sg).
+        for o in range(negative):
+            state, noise_ahead[o] = _draw_noise(state, noise_accept, noise_alias)
         for i in range(length):
             centre = sentence[i]
+            if negative > 0:
+                for o in range(negative):
+                    noise[o] = noise_ahead[o]
+                if i + 1 < length:
+                    for o in range(negative):
+                        state, noise_ahead[o] = _draw_noise(state, noise_accept, noise_alias)
+                        _prefetch_row(output_vectors, noise_ahead[o])
+                    _prefetch_row(output_vectors, sentence[i + 1])
+            if i + window + 1 < length:
+                _prefetch_row(input_vectors, sentence[i + window + 1])
             state, bits = _next(state)
             reach = window - _below(bits, window)  # uniform in 1..window
             n_ctx = 0
@@ -312,8 +367,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                         loss += l
                         terms += t
                 if negative > 0:
-                    state = _noise_outputs(state, centre, negative, noise_accept, noise_alias,
-                                           out_rows, labels)
+                    _noise_outputs(centre, noise, negative, out_rows, labels)
                     l, t = _window_update(input_vectors, contexts, n_ctx, output_vectors,
                                           out_rows, labels, negative + 1, alpha, False,
                                           sigmoid_table, scores, input_grad)
@@ -345,8 +399,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
                     loss += l
                     terms += t
                 if negative > 0:
-                    state = _noise_outputs(state, centre, negative, noise_accept, noise_alias,
-                                           out_rows, labels)
+                    _noise_outputs(centre, noise, negative, out_rows, labels)
                     l, t = _hidden_update(hidden, output_vectors, out_rows, labels,
                                           negative + 1, alpha, False, sigmoid_table, grad)
                     loss += l

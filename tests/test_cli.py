@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -24,11 +25,16 @@ def trained(tmp_path_factory):
     r = run("count", corpus, "-o", root / "work", "--min-count", "2", "--threads", "2", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["totals"]["tokens"] == 2000 * 12
+    started = time.time()
     r = run("train", root / "work", "-o", root / "model", "--dim", "16", "--epochs", "3",
             "--sample", "0", "--json", "--quiet")
+    wall = time.time() - started
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["complete"] and summary["settings"]["dim"] == 16
+    # Start-up runs from the process's start (10 ms clock) to the first batch, encoding included.
+    figures = summary["figures"]
+    assert figures["encode_seconds"] <= figures["startup_seconds"] <= wall + 0.02
     assert "trained sg dim 16" in r.stderr
     return root, topics
 

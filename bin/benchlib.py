@@ -145,7 +145,11 @@ def run_timed(command, log_prefix, env=None, cwd=None):
     Wall time covers the whole command from start to exit; CPU seconds come
     from wait4() (the child and the children it waited for).
     Never raises for a failing command: check .ok and .failure().
+    Dirty pages are flushed first (sync) and not timed: otherwise the previous
+    command's output, still being written back, is charged to whichever
+    command next calls fsync.
     """
+    os.sync()
     os.makedirs(os.path.dirname(os.path.abspath(log_prefix)), exist_ok=True)
     out_path, err_path = log_prefix + ".out", log_prefix + ".err"
     command = [str(c) for c in command]

@@ -35,9 +35,9 @@ shared matrices without locks (Hogwild).
 """
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from bigw2v.prefetch import prefetch_2d as _prefetch
 
 KEEP_ALWAYS = np.uint32(0xFFFFFFFF)
 
@@ -50,33 +50,6 @@ _XS_MULT = np.uint64(0x2545F4914F6CDD1D)
 # The C tool clips scores to [-MAX_EXP, MAX_EXP]; hierarchical softmax skips
 # updates outside it (the node is already confidently right or wrong).
 MAX_EXP = 6.0
-
-
-@intrinsic
-def _prefetch(typingctx, matrix, row, col):
-    """Ask the CPU to start loading the cache line of ``matrix[row, col]`` (C-contiguous 2-D).
-
-    Only a hint: it never faults and never changes a result. Numba has no
-    prefetch of its own; this emits LLVM's (read, keep in all cache levels).
-    """
-    if not (isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        r = context.cast(builder, args[1], signature.args[1], types.intp)
-        c = context.cast(builder, args[2], signature.args[2], types.intp)
-        n_cols = builder.extract_value(array.shape, 1)
-        address = builder.gep(array.data, [builder.add(builder.mul(r, n_cols), c)])
-        byte_ptr = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic(
-            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]))
-        builder.call(fn, [builder.bitcast(address, byte_ptr), ir.Constant(i32, 0),
-                          ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return types.void(matrix, row, col), codegen
 
 
 # Floats per 64-byte cache line: the stride of the prefetches along a row.

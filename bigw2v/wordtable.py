@@ -49,6 +49,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from bigw2v import corpus
+from bigw2v.prefetch import prefetch
 
 KEY_BYTES = corpus.MAX_WORD_BYTES + 1
 UNRESOLVED = np.uint32(0xFFFFFFFF)  # an encode placeholder for a word only Python can canonicalise
@@ -336,19 +337,36 @@ def absorb_rows(slots, hashes, offsets, arena, counts, n_words,
 
 
 # count_words's resumable state (int64 [STATE_SIZE]); see its docstring.
-_POS, _TOKENS, _N_WORDS, _IN_LINE, _SEEN_LF, _FIRST, _MIDDLE, _NEED_BYTES = range(8)
-STATE_SIZE = 8
+_POS, _TOKENS, _N_WORDS, _IN_LINE, _SEEN_LF, _FIRST, _MIDDLE, _NEED_BYTES, _NEED_ROWS = range(9)
+STATE_SIZE = 9
+# Words found before any is looked up: count_words' scratch (``WordTable.found_*``).
+SEGMENT_WORDS = 1024
+# How many words ahead the lookup prefetches a word's slot, and the row the
+# slot names (loaded by then). Measured on wiki1e8 (1 thread, 16 MiB blocks):
+# 17% faster than no prefetching; 8 and 24 ahead gained less.
+_SLOT_AHEAD = 16
+_ROW_AHEAD = 8
 
 
 @njit(nogil=True, cache=True)
-def count_words(block, slots, hashes, offsets, arena, counts, state):
+def count_words(block, slots, hashes, offsets, arena, counts, state,
+                found_starts, found_lengths, found_hashes):
     """Count the words of ``block`` (uint8) into the table, from byte ``state[_POS]``.
 
-    Returns True when the block is done, False when a new word did not fit:
-    the caller grows the arrays (``WordTable._make_room``, which needs
-    ``state[_NEED_BYTES]`` free arena bytes) and calls again with the same
-    ``state``. Growing here instead would reassign the arrays inside the
-    loop, which makes Numba reload them on every word (several times slower).
+    Works a segment of up to ``found_starts.shape[0]`` words at a time: first
+    it finds the words (start, key length, hash into the ``found_*``
+    scratch) and the line edges, then it looks them up, prefetching the
+    slot of the word ``_SLOT_AHEAD`` ahead and the row of the word
+    ``_ROW_AHEAD`` ahead. Looking words up one by one as they are found
+    leaves the CPU waiting on one cache miss after another; a table of a
+    few hundred thousand words does not fit in the caches.
+
+    Returns True when the block is done, False when the segment's words
+    might not fit: the caller makes room for ``state[_NEED_ROWS]`` rows and
+    ``state[_NEED_BYTES]`` key bytes (``WordTable._make_room``) and calls
+    again with the same ``state``, which restarts the segment. Growing here
+    instead would reassign the arrays inside the loop, which makes Numba
+    reload them on every word (several times slower).
 
     ``state`` also carries the table's row count (``_N_WORDS``) and the
     block's tokens and line edges (folded into a ``vocab.LineTally`` by
@@ -362,38 +380,70 @@ def count_words(block, slots, hashes, offsets, arena, counts, state):
     first = state[_FIRST] != 0
     middle = state[_MIDDLE]
     max_rows = _max_rows(slots, hashes, offsets, counts)
+    mask = slots.shape[0] - 1
+    segment = found_starts.shape[0]
     done = True
     i = state[_POS]
     while i < n:
-        c = block[i]
-        if c == _LF:
-            if seen_lf:
-                if line_has_word:
-                    middle += 1
-            else:
-                first = line_has_word
-                seen_lf = True
-            line_has_word = False
-            i += 1
-            continue
-        if c == _SPACE or c == _TAB or c == _CR:
-            i += 1
-            continue
-        start = i
-        length, i, h = _scan_word(block, start, n)
-        row = _find(block, start, length, h, slots, hashes, offsets, arena)
-        if row < 0:
-            if n_words >= max_rows or offsets[n_words] + length > arena.shape[0]:
-                state[_NEED_BYTES] = length
-                i = start
-                done = False
-                break
-            _add_row(block, start, length, h, -row - 1, slots, hashes, offsets, arena, counts, n_words)
-            row = n_words
-            n_words += 1
-        counts[row] += 1
-        tokens += 1
-        line_has_word = True
+        segment_start = i
+        # Find the segment's words. The line edges are kept aside until the
+        # segment is counted: a segment that must wait for room starts over.
+        m = 0
+        key_bytes = 0
+        s_line_has_word, s_seen_lf, s_first, s_middle = line_has_word, seen_lf, first, middle
+        while i < n and m < segment:
+            c = block[i]
+            if c == _LF:
+                if s_seen_lf:
+                    if s_line_has_word:
+                        s_middle += 1
+                else:
+                    s_first = s_line_has_word
+                    s_seen_lf = True
+                s_line_has_word = False
+                i += 1
+                continue
+            if c == _SPACE or c == _TAB or c == _CR:
+                i += 1
+                continue
+            length, end, h = _scan_word(block, i, n)
+            found_starts[m] = i
+            found_lengths[m] = length
+            found_hashes[m] = h
+            key_bytes += length
+            m += 1
+            i = end
+            s_line_has_word = True
+        if n_words + m > max_rows or offsets[n_words] + key_bytes > arena.shape[0]:
+            state[_NEED_ROWS] = m
+            state[_NEED_BYTES] = key_bytes
+            i = segment_start
+            done = False
+            break
+        # Look them up.
+        for j in range(min(_SLOT_AHEAD, m)):
+            prefetch(slots, _slot_of(found_hashes[j], mask))
+        for j in range(m):
+            if j + _SLOT_AHEAD < m:
+                prefetch(slots, _slot_of(found_hashes[j + _SLOT_AHEAD], mask))
+            if j + _ROW_AHEAD < m:
+                ahead = slots[_slot_of(found_hashes[j + _ROW_AHEAD], mask)]
+                if ahead >= 0:
+                    prefetch(hashes, ahead)
+                    prefetch(offsets, ahead)
+                    prefetch(counts, ahead)
+            start = found_starts[j]
+            length = found_lengths[j]
+            h = found_hashes[j]
+            row = _find(block, start, length, h, slots, hashes, offsets, arena)
+            if row < 0:
+                _add_row(block, start, length, h, -row - 1, slots, hashes, offsets, arena, counts,
+                         n_words)
+                row = n_words
+                n_words += 1
+            counts[row] += 1
+        tokens += m
+        line_has_word, seen_lf, first, middle = s_line_has_word, s_seen_lf, s_first, s_middle
     state[_POS] = i
     state[_N_WORDS] = n_words
     state[_TOKENS] = tokens
@@ -552,6 +602,10 @@ class WordTable:
         self.arena = np.empty(arena_bytes, np.uint8)
         self.counts = np.zeros(rows, np.int64)
         self.n_words = 0
+        # count_words' scratch: the words of one segment.
+        self.found_starts = np.empty(SEGMENT_WORDS, np.int64)
+        self.found_lengths = np.empty(SEGMENT_WORDS, np.int64)
+        self.found_hashes = np.empty(SEGMENT_WORDS, np.uint64)
 
     # -- counting
 
@@ -564,9 +618,9 @@ class WordTable:
         state = np.zeros(STATE_SIZE, np.int64)
         state[_N_WORDS] = self.n_words
         while not count_words(data, self.slots, self.hashes, self.offsets, self.arena, self.counts,
-                              state):
+                              state, self.found_starts, self.found_lengths, self.found_hashes):
             self.n_words = int(state[_N_WORDS])
-            self._make_room(int(state[_NEED_BYTES]))
+            self._make_room(int(state[_NEED_BYTES]), int(state[_NEED_ROWS]))
         self.n_words = int(state[_N_WORDS])
         tokens = int(state[_TOKENS])
         if not state[_SEEN_LF]:
@@ -583,17 +637,20 @@ class WordTable:
             if r < other.n_words:
                 self._make_room(int(other.offsets[r + 1] - other.offsets[r]))
 
-    def _make_room(self, key_bytes: int) -> None:
-        """Room for one more row of ``key_bytes`` bytes: arrays doubled, slots rehashed."""
+    def _make_room(self, key_bytes: int, rows: int = 1) -> None:
+        """Room for ``rows`` more rows of ``key_bytes`` bytes in all: arrays doubled, slots rehashed."""
         n = self.n_words
-        if n + 1 > self.slots.shape[0] // 2:
-            self.slots = _rehashed(2 * self.slots.shape[0], self.hashes, n)
-        if n + 1 > self.hashes.shape[0]:
-            self.hashes = grown(self.hashes, n + 1)
-        if n + 1 > self.counts.shape[0]:
-            self.counts = grown(self.counts, n + 1)
-        if n + 2 > self.offsets.shape[0]:
-            self.offsets = grown(self.offsets, n + 2)
+        capacity = self.slots.shape[0]
+        while n + rows > capacity // 2:
+            capacity *= 2
+        if capacity > self.slots.shape[0]:
+            self.slots = _rehashed(capacity, self.hashes, n)
+        if n + rows > self.hashes.shape[0]:
+            self.hashes = grown(self.hashes, n + rows)
+        if n + rows > self.counts.shape[0]:
+            self.counts = grown(self.counts, n + rows)
+        if n + rows + 1 > self.offsets.shape[0]:
+            self.offsets = grown(self.offsets, n + rows + 1)
         need = int(self.offsets[n]) + key_bytes
         if need > self.arena.shape[0]:
             self.arena = grown(self.arena, need)

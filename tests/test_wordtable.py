@@ -40,6 +40,23 @@ def test_counts_equal_the_python_reference(seed):
     assert table_counts(table) == reference_counts(text)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_growing_mid_block_keeps_the_line_edges_and_counts(seed):
+    """A table that must grow many times within one block (segments of words
+    restart after each growth) gives the same counts and line edges as one
+    roomy enough from the start."""
+    rng = random.Random(seed)
+    lines = [" ".join(f"w{rng.randrange(20_000)}" for _ in range(rng.randint(0, 40)))
+             for _ in range(600)]
+    text = ("\n".join(lines) + rng.choice(["", "\n", " tail"])).encode()
+    roomy = WordTable(rows=1 << 16, arena_bytes=1 << 20)
+    expected = roomy.count_block(text)
+    tiny = WordTable(rows=1, arena_bytes=1)
+    assert tiny.count_block(text) == expected
+    assert expected[0] == len(corpus.split_words(text)) > 5_000
+    assert table_counts(tiny) == table_counts(roomy) == reference_counts(text)
+
+
 def test_a_table_keeps_counting_across_blocks_and_clear_forgets():
     table = WordTable(rows=2)
     table.count_block(b"x y x")

@@ -79,6 +79,8 @@ INPUT_RECORD = "input.json"
 log = logging.getLogger("bigw2v")
 
 SPILL_WORDS = 4_000_000
+# Rows a counting table starts with (Counters).
+INITIAL_TABLE_ROWS = 1 << 18
 PARTITIONS = 16
 # Recorded with every run: runs partitioned by another hash (CRC-32 in earlier
 # versions) cannot be merged with these and are counted again.
@@ -312,13 +314,17 @@ class RunWriter:
     """Spills word tables as runs into one run directory (thread-safe).
 
     ``runs`` is how many runs were written to ``run_dir``; ``written``, if
-    given, keeps the tables written for ``merge_runs``.
+    given, keeps the tables written for ``merge_runs``. A run's partition
+    files are written by up to ``writers`` threads at once (Parquet encoding
+    and the file writes release the GIL).
     """
 
-    def __init__(self, run_dir: str, partitions: int, written: WrittenRuns | None = None):
+    def __init__(self, run_dir: str, partitions: int, written: WrittenRuns | None = None,
+                 writers: int = 1):
         self.run_dir = run_dir
         self.partitions = partitions
         self.written = written
+        self.writers = max(1, writers)
         self.runs = 0
         self._lock = threading.Lock()
 
@@ -331,11 +337,25 @@ class RunWriter:
             self.runs += 1
         directory = os.path.join(self.run_dir, f"{number:05d}")
         os.makedirs(directory, exist_ok=True)
-        for p, part in table_partitions(table, self.partitions):
-            path = os.path.join(directory, part_name(p))
+        parts = [(os.path.join(directory, part_name(p)), part)
+                 for p, part in table_partitions(table, self.partitions)]
+
+        def write(path_part):
+            path, part = path_part
             _write_table_atomic(part, path)
             if self.written is not None:
                 self.written.add(path, part)
+
+        if self.writers == 1 or len(parts) == 1:
+            for path_part in parts:
+                write(path_part)
+        else:
+            # Its own threads: a counting thread that spills must not wait on
+            # the pool it runs in.
+            with ThreadPoolExecutor(min(self.writers, len(parts)),
+                                    thread_name_prefix="spill") as pool:
+                for _ in pool.map(write, parts):
+                    pass
         table.clear()
 
 
@@ -354,8 +374,12 @@ class Counters:
         self.threads = threads
         self.spill_at = max(1, spill_words // threads)
         self._free: queue.SimpleQueue = queue.SimpleQueue()
+        # Room from the start for a corpus of a few hundred thousand distinct
+        # words (about 10 MB a table): no growing, rehashing and copying while
+        # the first blocks are counted. Bigger vocabularies grow from there.
+        rows = min(self.spill_at, INITIAL_TABLE_ROWS)
         for _ in range(threads):
-            self._free.put(WordTable())
+            self._free.put(WordTable(rows=rows, arena_bytes=8 * rows))
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="count") if threads > 1 else None
 
     def _count(self, pieces: list[bytes], runs: RunWriter) -> list[tuple[int, LineTally]]:
@@ -491,7 +515,7 @@ def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions
         counters = Counters(1, spill_words)
     run_dir = os.path.join(runs_root, group_key([inp.path for inp in inputs]))
     shutil.rmtree(run_dir, ignore_errors=True)
-    runs = RunWriter(run_dir, partitions, written)
+    runs = RunWriter(run_dir, partitions, written, writers=counters.threads)
     tallies = [InputTally() for _ in inputs]
     try:
         for members, piece_tallies in counters.map(_tasks(inputs, block_bytes, on_bytes), runs):

@@ -196,7 +196,7 @@ def test_written_runs_serve_kept_tables_and_read_the_rest(tmp_path):
     assert written.read(str(on_disk)).equals(table)
 
 
-def test_process_pool_gives_the_same_vocabulary(tmp_path):
+def test_two_counting_threads_with_many_spills_give_the_same_vocabulary(tmp_path):
     text = generated_corpus(seed=2, n_words=8000)
     path = write(tmp_path / "c.txt", text)
     serial = count_quietly([path], tmp_path / "serial")

@@ -155,6 +155,8 @@ def table_partitions(table: WordTable, partitions: int) -> Iterator[tuple[int, p
     if len(words) == 0:
         return
     parts = partition_of(hashes, partitions)
+    if partitions <= 1 << 16:
+        parts = parts.astype(np.uint16)  # numpy sorts 16-bit keys by radix: 4x faster
     order = np.argsort(parts, kind="stable")
     rows = pa.table([words.take(pa.array(order)).cast(pa.string()), pa.array(counts[order])],
                     schema=VOCAB_SCHEMA)

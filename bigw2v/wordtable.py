@@ -312,7 +312,8 @@ def _add_row(data, start, length, h, slot, slots, hashes, offsets, arena, counts
 
 # How many words ahead the lookups of count_words and absorb_rows prefetch a
 # word's slot, and the row the slot names (loaded by then). Measured on wiki1e8
-# (1 thread, 16 MiB blocks): 17% faster than no prefetching; other distances
+# (1 thread, 16 MiB blocks): 17% faster than no prefetching while memory was
+# slow (other load on the machine), level on a quiet machine; other distances
 # (8 ahead; 24 and 12) gained less.
 _SLOT_AHEAD = 16
 _ROW_AHEAD = 8
@@ -653,7 +654,8 @@ class WordTable:
                 self._make_room(int(other.offsets[r + 1] - other.offsets[r]))
 
     def _make_room(self, key_bytes: int, rows: int = 1) -> None:
-        """Room for ``rows`` more rows of ``key_bytes`` bytes in all: arrays doubled, slots rehashed."""
+        """Room for ``rows`` more rows of ``key_bytes`` bytes in all: arrays grown (at least
+        doubled), slots rehashed."""
         n = self.n_words
         capacity = self.slots.shape[0]
         while n + rows > capacity // 2:
@@ -737,7 +739,8 @@ class WordTable:
     def from_words(cls, words) -> "WordTable":
         """A lookup table whose row i is ``words[i]`` (strings, or an Arrow string array).
 
-        Raises ValueError on a repeated word.
+        For ``find`` and ``encode_block`` only: it has no counts (nor counting
+        scratch), so it cannot count. Raises ValueError on a repeated word.
         """
         if not isinstance(words, (pa.Array, pa.ChunkedArray)):
             words = pa.array(list(words), pa.large_string())
@@ -756,7 +759,7 @@ class WordTable:
         if status != n:
             row = -1 - status
             raise ValueError(f"word {words[row].as_py()!r} occurs twice (row {row})")
-        table.counts = np.zeros(0, np.int64)
+        table.counts = np.zeros(0, np.int64)  # lookup only: it cannot count
         table.n_words = n
         return table
 

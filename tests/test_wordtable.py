@@ -30,6 +30,18 @@ def random_text(rng, n_words, alphabet=(b"ab", b"c", b"\xc3\xa9", b"\xff", b"\x0
     return bytes(out)
 
 
+def test_short_keys_that_differ_only_in_zero_bytes_or_length_stay_apart():
+    # Counting trusts an equal hash and length for keys of up to 8 bytes (one
+    # hash chunk, mapped one to one); zero padding must not merge any of these.
+    words = [b"a", b"a\x00", b"\x00a", b"a\x00\x00", b"\x00", b"\x00\x00", b"abcdefgh",
+             b"abcdefg\x00", b"abcdefghi", b"abcdefgh\x00", b"\x00" * 8, b"\x00" * 9]
+    text = b" ".join(w for k, w in enumerate(words) for _ in range(k + 1))
+    table = WordTable(rows=1)
+    table.count_block(text)
+    assert table_counts(table) == reference_counts(text)
+    assert len(table) == len(words)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_counts_equal_the_python_reference(seed):
     rng = random.Random(seed)

@@ -12,7 +12,7 @@ __version__ = "0.3.0"
 
 def count(corpus, workdir, min_count=5, threads=None, progress=True, **options):
     """Count the vocabulary of ``corpus`` (paths, directories, '-') into ``workdir``."""
-    from .vocab import count as _count
+    from .counter import count as _count
     return _count(corpus, workdir, min_count=min_count, threads=threads, progress=progress,
                   **options)
 

@@ -212,7 +212,7 @@ def _human(n):
 
 
 def cmd_count(args):
-    from .vocab import count
+    from .counter import count
     manifest = count(args.corpus, args.output, min_count=args.min_count,
                      threads=args.threads, progress=not args.quiet,
                      preflight=not args.no_preflight)

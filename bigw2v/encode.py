@@ -21,7 +21,6 @@ import mmap
 import os
 import shutil
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,11 +28,14 @@ import numpy as np
 from . import corpus
 from .atomic import write_json
 from .errors import InputDataError, OutputError
+from .pool import ordered_map
 from .progress import progress_bar
 from .wordtable import WordTable
+from .workdir import encoding_dir
 
 ENCODED_FORMAT = "bigw2v-encoded"
 ENCODED_VERSION = 1
+ENCODED_META = "encoded.json"  # written last: marks an encoding finished
 RELEASE_EVERY = 1 << 24  # tokens written between two drops of their mapped pages
 
 def encode_block(block, table):
@@ -161,7 +163,7 @@ class EncodedCorpus:
 
     def __init__(self, directory):
         self.directory = directory
-        with open(os.path.join(directory, "encoded.json")) as f:
+        with open(os.path.join(directory, ENCODED_META)) as f:
             self.meta = json.load(f)
         self.tokens = np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r")
         self._released_byte = 0
@@ -211,87 +213,56 @@ def _input_files(manifest, workdir):
 
 
 def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
-           block_bytes=16 * 2**20, key=None):
+           block_bytes=corpus.BLOCK_BYTES, key=None):
     """Encode the counted corpus with vocabulary ``words``; reuse a cached encoding.
 
     ``n_tokens`` is the number of corpus tokens whose word is in ``words`` (the
     sum of their counts): the token file is preallocated to exactly that size,
     and any disagreement means the corpus changed since counting. ``key``: the
     caller's ``encoding_key(words, manifest)``, if it has it.
+    Returns (EncodedCorpus, whether the cached encoding was reused).
     """
     if key is None:
         key = encoding_key(words, manifest)
-    directory = os.path.join(workdir, "encoded", key)
-    if os.path.exists(os.path.join(directory, "encoded.json")):
+    directory = encoding_dir(workdir, key)
+    if os.path.exists(os.path.join(directory, ENCODED_META)):
         return EncodedCorpus(directory), True
-
     inputs = _input_files(manifest, workdir)
+    return encode_slice(inputs, words, directory, n_tokens, threads=threads, progress=progress,
+                        block_bytes=block_bytes, key=key, recount_hint=workdir), False
+
+
+def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
+                 block_bytes=corpus.BLOCK_BYTES, key=None, recount_hint=None):
+    """Encode ``inputs`` (a slice of the corpus, or all of it) into ``directory``.
+
+    The unit an engine runs per slice, with explicit state: the inputs
+    (``corpus.InputFile``), the vocabulary ``words`` and ``n_tokens``, the
+    number of their tokens that are in it (the token file is preallocated to
+    exactly that). ``recount_hint`` names the workdir in the error when the
+    text disagrees with that number. Returns the ``EncodedCorpus``.
+    """
+    where = f" on {recount_hint}" if recount_hint else ""
     shutil.rmtree(directory, ignore_errors=True)
     try:
         os.makedirs(directory)
         tokens = np.lib.format.open_memmap(os.path.join(directory, "tokens.npy"), mode="w+",
                                            dtype=np.uint32, shape=(n_tokens,))
-    except OSError as e:
-        raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
-
-    # One table for all threads: encoding only reads it (the Numba kernel releases the GIL).
-    table = WordTable.from_words(words)
-    started = time.time()
-    position = 0
-    released = [0, 0]  # bytes of the token map dropped from memory, at token position
-    try:
         sentences = SentenceStartsWriter(os.path.join(directory, "sentence_starts.npy"),
                                          corpus.MAX_SENTENCE_WORDS)
     except OSError as e:
         raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
-    total_bytes = sum(inp.size for inp in inputs)
-    bar = progress_bar(total_bytes, "encode", unit="B", enabled=progress)
-
-    def take(result):
-        nonlocal position
-        ids, line_ends = result
-        if position + ids.shape[0] > n_tokens:
-            raise InputDataError("the corpus has more words than were counted: "
-                                 f"re-run `bigw2v count` on {workdir}")
-        tokens[position:position + ids.shape[0]] = ids
-        if line_ends.shape[0]:
-            sentences.add_breaks(line_ends + position)
-        position += ids.shape[0]
-        # Written pages would otherwise all stay resident: 4 GB for a billion tokens.
-        if position - released[1] >= RELEASE_EVERY:
-            released[0] = drop_mapped_pages(tokens, position, released[0])
-            released[1] = position
-
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="encode") if threads > 1 else None
+    started = time.time()
     try:
-        for inp in inputs:
-            done_bytes = bar.n
-            pending = deque()
-            for block, read in corpus.input_blocks(inp, block_bytes):
-                if pool is None:
-                    take(encode_block(block, table))
-                else:
-                    pending.append(pool.submit(encode_block, block, table))
-                    while len(pending) > 2 * threads:
-                        take(pending.popleft().result())
-                bar.update(done_bytes + read - bar.n)
-            while pending:
-                take(pending.popleft().result())
-            # A newline between files: a sentence never spans two inputs.
-            sentences.add_breaks(np.array([position], dtype=np.int64))
-            bar.update(done_bytes + inp.size - bar.n)
+        position = _write_tokens(inputs, WordTable.from_words(words), tokens, sentences,
+                                 threads, progress, block_bytes, where)
     except BaseException:
         sentences.close()
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        bar.close()
-
     if position != n_tokens:
         sentences.close()
-        raise InputDataError("the corpus has fewer words than were counted: "
-                             f"re-run `bigw2v count` on {workdir}")
+        raise InputDataError(f"the corpus has fewer words than were counted: "
+                             f"re-run `bigw2v count`{where}")
     tokens.flush()
     del tokens
     try:
@@ -302,5 +273,44 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
             "tokens": n_tokens, "sentences": n_sentences,
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
             "seconds": round(time.time() - started, 3)}
-    write_json(os.path.join(directory, "encoded.json"), meta)
-    return EncodedCorpus(directory), False
+    write_json(os.path.join(directory, ENCODED_META), meta)
+    return EncodedCorpus(directory)
+
+
+def _write_tokens(inputs, table, tokens, sentences, threads, progress, block_bytes, where):
+    """Encode the inputs' blocks in order into ``tokens`` and ``sentences``; return the count.
+
+    One table for all threads: encoding only reads it (the Numba kernel
+    releases the GIL).
+    """
+    n_tokens = tokens.shape[0]
+    position = 0
+    released = [0, 0]  # bytes of the token map dropped from memory, at token position
+    bar = progress_bar(sum(inp.size for inp in inputs), "encode", unit="B", enabled=progress)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="encode") if threads > 1 else None
+    try:
+        for inp in inputs:
+            done_bytes = bar.n
+            for (ids, line_ends), read in ordered_map(
+                    pool, lambda block_read: (encode_block(block_read[0], table), block_read[1]),
+                    corpus.input_blocks(inp, block_bytes), 2 * threads):
+                if position + ids.shape[0] > n_tokens:
+                    raise InputDataError("the corpus has more words than were counted: "
+                                         f"re-run `bigw2v count`{where}")
+                tokens[position:position + ids.shape[0]] = ids
+                if line_ends.shape[0]:
+                    sentences.add_breaks(line_ends + position)
+                position += ids.shape[0]
+                # Written pages would otherwise all stay resident: 4 GB for a billion tokens.
+                if position - released[1] >= RELEASE_EVERY:
+                    released[0] = drop_mapped_pages(tokens, position, released[0])
+                    released[1] = position
+                bar.update(done_bytes + read - bar.n)
+            # A newline between files: a sentence never spans two inputs.
+            sentences.add_breaks(np.array([position], dtype=np.int64))
+            bar.update(done_bytes + inp.size - bar.n)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        bar.close()
+    return position

@@ -49,6 +49,7 @@ import psutil
 
 from .corpus import MAX_SENTENCE_WORDS
 from .errors import ResourceError
+from .workdir import ENCODED_DIR, SHARDS_DIR
 
 log = logging.getLogger("bigw2v")
 
@@ -186,7 +187,7 @@ def check_train(workdir, modeldir, settings, counts, vocab_size, sentences, enco
         per_device = {}
         for path, amount, what in ((modeldir, need.model_disk - reclaimable_model_bytes,
                                     "weights and checkpoint copies in MODELDIR"),
-                                   (os.path.join(workdir, "encoded"), need.encoding_disk,
+                                   (os.path.join(workdir, ENCODED_DIR), need.encoding_disk,
                                     "token file in WORKDIR")):
             if amount > 0:
                 entry = per_device.setdefault(_device(path), [path, 0, []])
@@ -256,7 +257,7 @@ def check_count(workdir, to_count, runs_root, keep_runs):
     if not to_count:
         return
     kept = 0
-    removed = tree_bytes(os.path.join(workdir, "shards"))
+    removed = tree_bytes(os.path.join(workdir, SHARDS_DIR))
     if os.path.isdir(runs_root):
         for key in os.listdir(runs_root):
             size = tree_bytes(os.path.join(runs_root, key))
@@ -264,7 +265,7 @@ def check_count(workdir, to_count, runs_root, keep_runs):
                 kept += size
             else:
                 removed += size
-    removed += tree_bytes(os.path.join(workdir, "encoded"))
+    removed += tree_bytes(os.path.join(workdir, ENCODED_DIR))
     need = count_disk_need(to_count) + kept
     free = free_disk(workdir) + removed
     if need > free:

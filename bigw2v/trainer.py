@@ -41,7 +41,7 @@ from .errors import (Bigw2vError, InputDataError, MissingInputError, OutputError
                      UsageError)
 from .progress import progress_bar
 from .settings import TrainSettings
-from .vocab import read_manifest, read_vocab, write_vocab
+from .workdir import read_manifest, read_vocab, write_vocab
 from .warmstart import warm_start
 
 log = logging.getLogger("bigw2v")

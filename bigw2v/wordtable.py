@@ -390,7 +390,7 @@ def count_words(block, slots, hashes, offsets, arena, counts, state,
     reload them on every word (several times slower).
 
     ``state`` also carries the table's row count (``_N_WORDS``) and the
-    block's tokens and line edges (folded into a ``vocab.LineTally`` by
+    block's tokens and line edges (folded into a ``counter.LineTally`` by
     ``WordTable.count_block``).
     """
     n = block.shape[0]
@@ -643,7 +643,7 @@ class WordTable:
     def count_block(self, block) -> tuple[int, bool, int, bool, bool]:
         """Count the words of a block; return (tokens, first, middle, last, newline) of its lines.
 
-        The line edges are those of ``vocab.LineTally``.
+        The line edges are those of ``counter.LineTally``.
         """
         data = _as_uint8(block)
         state = np.zeros(STATE_SIZE, np.int64)

@@ -42,7 +42,7 @@ def planted_topics(n_topics=6, words_per_topic=12, n_sentences=4000, sentence_le
 @pytest.fixture(scope="session")
 def planted_workdir(tmp_path_factory):
     """A counted workdir over the planted-topics corpus: (workdir, topics, text path)."""
-    from bigw2v.vocab import count
+    from bigw2v.counter import count
     root = tmp_path_factory.mktemp("planted")
     topics, text = planted_topics()
     path = root / "topics.txt"

@@ -6,7 +6,8 @@ import pytest
 from bigw2v import encode as enc
 from bigw2v.errors import InputDataError
 from bigw2v.wordtable import WordTable
-from bigw2v.vocab import count, read_manifest, read_vocab
+from bigw2v.counter import count
+from bigw2v.workdir import read_manifest, read_vocab
 
 
 def test_encode_block_drops_unknown_words_and_marks_line_ends():

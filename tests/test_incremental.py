@@ -12,7 +12,9 @@ from bigw2v import load
 from bigw2v.errors import InputDataError, MissingInputError, UsageError
 from bigw2v.publish import publish
 from bigw2v.trainer import train
-from bigw2v.vocab import INPUT_RECORD, RUNS_DIR, count, group_key, input_key
+from bigw2v.counter import count
+from bigw2v.runs import group_key, input_key
+from bigw2v.workdir import INPUT_RECORD, RUNS_DIR
 from conftest import planted_topics
 
 OPTIONS = dict(min_count=2, threads=1, progress=False, spill_words=40)

@@ -11,7 +11,8 @@ from bigw2v import load
 from bigw2v.corpus import MAX_SENTENCE_WORDS, MAX_WORD_BYTES
 from bigw2v.encode import EncodedCorpus
 from bigw2v.trainer import train
-from bigw2v.vocab import RUNS_DIR, count, read_vocab
+from bigw2v.counter import count
+from bigw2v.workdir import RUNS_DIR, read_vocab
 
 TRAIN = dict(dim=8, epochs=1, threads=1, progress=False)
 

@@ -15,7 +15,8 @@ from bigw2v import cli, preflight
 from bigw2v.errors import ResourceError
 from bigw2v.settings import TrainSettings
 from bigw2v.trainer import train
-from bigw2v.vocab import count, read_manifest, read_vocab
+from bigw2v.counter import count
+from bigw2v.workdir import read_manifest, read_vocab
 
 DIM = 200
 OPTIONS = dict(dim=DIM, epochs=1, threads=1, progress=False)

@@ -121,7 +121,7 @@ def test_resume_with_contradicting_settings_is_refused(planted_workdir, tmp_path
 
 
 def test_resume_on_a_workdir_counted_again_is_refused(tmp_path, monkeypatch):
-    from bigw2v.vocab import count
+    from bigw2v.counter import count
     from conftest import planted_topics
     corpus = tmp_path / "c.txt"
     corpus.write_text(planted_topics(n_sentences=1000)[1])

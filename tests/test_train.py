@@ -85,7 +85,7 @@ def test_bad_settings_are_usage_errors(planted_workdir, tmp_path, overrides, mes
 
 
 def test_min_count_below_the_counted_one_is_refused(tmp_path):
-    from bigw2v.vocab import count
+    from bigw2v.counter import count
     corpus = tmp_path / "c.txt"
     corpus.write_text("a b c " * 10)
     count([str(corpus)], str(tmp_path / "w"), min_count=5, threads=1, progress=False)

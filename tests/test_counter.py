@@ -1,4 +1,4 @@
-"""Tests for bigw2v.vocab: exact counting, spilling, merging, the vocabulary and the manifest."""
+"""Tests for pass 1 (counter, runs, workdir): exact counting, spilling, merging, the vocabulary and the manifest."""
 
 import bz2
 import gzip
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bigw2v import corpus, vocab
+from bigw2v import corpus, counter, runs, workdir
 from bigw2v.wordtable import WordTable, word_partitions
 from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
 
@@ -62,7 +62,7 @@ def write(path, data):
 def count_quietly(inputs, workdir, **kwargs):
     kwargs.setdefault("threads", 1)
     kwargs.setdefault("min_count", 1)
-    return vocab.count(inputs, str(workdir), progress=False, **kwargs)
+    return counter.count(inputs, str(workdir), progress=False, **kwargs)
 
 
 # ---------------------------------------------------------------- one block
@@ -71,7 +71,7 @@ def count_quietly(inputs, workdir, **kwargs):
 def count_one(block):
     """(counts by canonical word, tokens, LineTally) of one block, counted by count_pieces."""
     table = WordTable()
-    [(tokens, tally)] = vocab.count_pieces([block], table)
+    [(tokens, tally)] = counter.count_pieces([block], table)
     words, counts, _ = table.word_counts()
     return dict(zip(words.to_pylist(), counts.tolist())), tokens, tally
 
@@ -80,22 +80,22 @@ def test_count_pieces_counts_words_tokens_and_lines():
     counts, tokens, tally = count_one(b"a b\ta\r\n\n c \n  \nd")
     assert counts == {"a": 2, "b": 1, "c": 1, "d": 1}
     assert tokens == 5
-    assert tally == vocab.LineTally(first=True, middle=1, last=True, newline=True)
-    assert count_one(b"x y ")[2] == vocab.LineTally(True, 0, False, False)
-    assert count_one(b"  \n")[2] == vocab.LineTally(False, 0, False, True)
-    assert count_one(b"")[1:] == (0, vocab.LineTally(False, 0, False, False))
+    assert tally == counter.LineTally(first=True, middle=1, last=True, newline=True)
+    assert count_one(b"x y ")[2] == counter.LineTally(True, 0, False, False)
+    assert count_one(b"  \n")[2] == counter.LineTally(False, 0, False, True)
+    assert count_one(b"")[1:] == (0, counter.LineTally(False, 0, False, False))
     assert count_one(b"\x0b\n")[2].first  # \x0b is a word
 
 
 def test_count_pieces_keeps_each_piece_tally():
     table = WordTable()
-    tallies = vocab.count_pieces([b"a b\n", b"c", b"a\n\nd e\n", b" \n"], table)
+    tallies = counter.count_pieces([b"a b\n", b"c", b"a\n\nd e\n", b" \n"], table)
     words, counts, _ = table.word_counts()
     assert dict(zip(words.to_pylist(), counts.tolist())) == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1}
-    assert tallies == [(2, vocab.LineTally(True, 0, False, True)),
-                       (1, vocab.LineTally(True, 0, False, False)),
-                       (3, vocab.LineTally(True, 1, False, True)),
-                       (0, vocab.LineTally(False, 0, False, True))]
+    assert tallies == [(2, counter.LineTally(True, 0, False, True)),
+                       (1, counter.LineTally(True, 0, False, False)),
+                       (3, counter.LineTally(True, 1, False, True)),
+                       (0, counter.LineTally(False, 0, False, True))]
 
 
 @pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 8, 13, 1000])
@@ -104,7 +104,7 @@ def test_sentences_are_exact_across_block_boundaries(block_bytes):
     open_line, sentences, tokens = False, 0, 0
     for block in corpus.iter_blocks(io.BytesIO(text), block_bytes):
         _, n, tally = count_one(block)
-        done, open_line = vocab.add_lines(open_line, tally)
+        done, open_line = counter.add_lines(open_line, tally)
         sentences += done
         tokens += n
     sentences += open_line
@@ -118,11 +118,11 @@ def test_table_partitions_canonicalise_and_cover_every_word():
     table = WordTable()
     words = [f"word{i}" for i in range(1000)] + ["é", "😀"]
     table.count_block(" ".join(words).encode() + b" \xff \xfe " + "\ufffd".encode())
-    pieces = list(vocab.table_partitions(table, 16))
+    pieces = list(runs.table_partitions(table, 16))
     assert len(pieces) == 16  # 1003 words over 16 partitions: none empty
     got = {}
     for p, piece in pieces:
-        assert piece.schema == vocab.VOCAB_SCHEMA
+        assert piece.schema == workdir.VOCAB_SCHEMA
         assert set(word_partitions(piece.column("word").to_pylist(), 16).tolist()) == {p}
         got.update(zip(piece.column("word").to_pylist(), piece.column("count").to_pylist()))
     assert got == {**{w: 1 for w in words}, "\ufffd": 3}
@@ -136,7 +136,7 @@ def test_count_matches_reference(tmp_path):
     path = write(tmp_path / "c.txt", text)
     manifest = count_quietly([path], tmp_path / "wd", min_count=3)
     ref, sentences = reference_count([text])
-    words, counts = vocab.read_vocab(str(tmp_path / "wd"))
+    words, counts = workdir.read_vocab(str(tmp_path / "wd"))
     assert (words, counts.tolist()) == expected_vocab(ref, 3)
     assert counts.dtype == np.int64
     totals = manifest["totals"]
@@ -173,20 +173,20 @@ def test_merge_from_kept_run_tables_equals_merge_from_disk(tmp_path, max_rows):
     [inp] = corpus.expand_inputs([write(tmp_path / "c.txt", text)])
     workdir = tmp_path / "wd"
     runs_root = str(workdir / "runs")
-    written = vocab.WrittenRuns(max_rows)
+    written = runs.WrittenRuns(max_rows)
     # Two runs for some partitions (summed), one for others (taken as they are).
-    vocab.count_group([inp], runs_root, partitions=5, spill_words=150, block_bytes=3000,
+    counter.count_group([inp], runs_root, partitions=5, spill_words=150, block_bytes=3000,
                       written=written)
     assert written.rows <= max_rows
-    kept = vocab.merge_runs(str(workdir), 5, 2, written)
-    from_disk = vocab.merge_runs(str(workdir), 5, 2)
+    kept = runs.merge_runs(str(workdir), 5, 2, written)
+    from_disk = runs.merge_runs(str(workdir), 5, 2)
     assert kept[1:] == from_disk[1:]
-    assert vocab.sort_vocab(kept[0]).equals(vocab.sort_vocab(from_disk[0]))
+    assert runs.sort_vocab(kept[0]).equals(runs.sort_vocab(from_disk[0]))
 
 
 def test_written_runs_serve_kept_tables_and_read_the_rest(tmp_path):
-    table = pa.table({"word": ["a", "b"], "count": [3, 1]}, schema=vocab.VOCAB_SCHEMA)
-    written = vocab.WrittenRuns(max_rows=2)
+    table = pa.table({"word": ["a", "b"], "count": [3, 1]}, schema=workdir.VOCAB_SCHEMA)
+    written = runs.WrittenRuns(max_rows=2)
     written.add(str(tmp_path / "gone.parquet"), table)
     on_disk = tmp_path / "kept-out.parquet"
     pq.write_table(table, on_disk)
@@ -230,7 +230,7 @@ def test_several_inputs_and_directories(tmp_path):
     paths = [os.path.relpath(r["path"], tmp_path) for r in manifest["inputs"]]
     assert paths == ["d/a.txt", "d/sub/b.txt", "e.txt"]
     assert [(r["tokens"], r["sentences"]) for r in manifest["inputs"]] == [(3, 2), (3, 2), (1, 1)]
-    assert vocab.read_vocab(str(tmp_path / "wd"))[0] == ["x", "y", "z"]
+    assert workdir.read_vocab(str(tmp_path / "wd"))[0] == ["x", "y", "z"]
     st = os.stat(tmp_path / "e.txt")
     assert manifest["inputs"][2]["size"] == st.st_size and manifest["inputs"][2]["mtime_ns"] == st.st_mtime_ns
 
@@ -239,7 +239,7 @@ def test_vocabulary_sorted_by_count_then_utf8_bytes(tmp_path):
     text = "b a é z 😀 \uffff b a é z 😀 \uffff c c c d".encode()
     path = write(tmp_path / "c.txt", text)
     count_quietly(path, tmp_path / "wd")
-    words, counts = vocab.read_vocab(str(tmp_path / "wd"))
+    words, counts = workdir.read_vocab(str(tmp_path / "wd"))
     assert words == ["c", "a", "b", "z", "é", "\uffff", "😀", "d"]
     assert counts.tolist() == [3, 2, 2, 2, 2, 2, 2, 1]
 
@@ -247,7 +247,7 @@ def test_vocabulary_sorted_by_count_then_utf8_bytes(tmp_path):
 def test_min_count_filters(tmp_path):
     path = write(tmp_path / "c.txt", b"a a a b b c")
     manifest = count_quietly([path], tmp_path / "wd", min_count=2)
-    assert vocab.read_vocab(str(tmp_path / "wd"))[0] == ["a", "b"]
+    assert workdir.read_vocab(str(tmp_path / "wd"))[0] == ["a", "b"]
     assert manifest["totals"] == {"tokens": 6, "sentences": 1, "distinct_words": 3, "vocab_words": 2,
                                   "vocab_tokens": 5}
 
@@ -256,7 +256,7 @@ def test_manifest_is_written_last_and_read_back(tmp_path):
     path = write(tmp_path / "c.txt", b"a b\n")
     manifest = count_quietly([path], tmp_path / "wd")
     on_disk = json.loads((tmp_path / "wd" / "count.json").read_text())
-    assert on_disk == manifest == vocab.read_manifest(str(tmp_path / "wd"))
+    assert on_disk == manifest == workdir.read_manifest(str(tmp_path / "wd"))
     assert manifest["format"] == "bigw2v-count" and manifest["version"] == 1
     assert set(manifest) == {"format", "version", "inputs", "totals", "settings", "created", "seconds",
                              "last_run"}
@@ -268,8 +268,8 @@ def test_manifest_is_written_last_and_read_back(tmp_path):
 
 def test_write_and_read_vocab_file(tmp_path):
     path = str(tmp_path / "v.parquet")
-    vocab.write_vocab(path, ["x", "é"], np.array([5, 2]))
-    words, counts = vocab.read_vocab(path)
+    workdir.write_vocab(path, ["x", "é"], np.array([5, 2]))
+    words, counts = workdir.read_vocab(path)
     assert words == ["x", "é"] and counts.tolist() == [5, 2] and counts.dtype == np.int64
 
 
@@ -297,7 +297,7 @@ def test_empty_vocabulary_after_min_count_leaves_no_valid_workdir(tmp_path):
     assert not (tmp_path / "wd" / "count.json").exists()
     assert not (tmp_path / "wd" / "vocab.parquet").exists()
     with pytest.raises(MissingInputError, match="not a counted workdir"):
-        vocab.read_vocab(str(tmp_path / "wd"))
+        workdir.read_vocab(str(tmp_path / "wd"))
 
 
 @pytest.mark.parametrize("settings", [{"min_count": 0}, {"threads": 0}, {"spill_words": 0},
@@ -318,24 +318,24 @@ def test_workdir_that_cannot_be_created(tmp_path):
 
 def test_read_manifest_errors(tmp_path):
     with pytest.raises(MissingInputError, match="not a counted workdir: run `bigw2v count` first"):
-        vocab.read_manifest(str(tmp_path))
+        workdir.read_manifest(str(tmp_path))
     (tmp_path / "count.json").write_text("{not json")
     with pytest.raises(InputDataError):
-        vocab.read_manifest(str(tmp_path))
+        workdir.read_manifest(str(tmp_path))
     (tmp_path / "count.json").write_text('{"format": "something-else"}')
     with pytest.raises(InputDataError):
-        vocab.read_manifest(str(tmp_path))
+        workdir.read_manifest(str(tmp_path))
 
 
 def test_read_vocab_errors(tmp_path):
     with pytest.raises(MissingInputError):
-        vocab.read_vocab(str(tmp_path / "absent.parquet"))
+        workdir.read_vocab(str(tmp_path / "absent.parquet"))
     bad = write(tmp_path / "bad.parquet", b"not parquet at all")
     with pytest.raises(InputDataError):
-        vocab.read_vocab(bad)
+        workdir.read_vocab(bad)
     pq.write_table(pa.table({"x": [1]}), str(tmp_path / "other.parquet"))
     with pytest.raises(InputDataError, match="word"):
-        vocab.read_vocab(str(tmp_path / "other.parquet"))
+        workdir.read_vocab(str(tmp_path / "other.parquet"))
 
 
 def test_corrupt_input_is_input_data_error(tmp_path):
@@ -355,10 +355,10 @@ def test_plan_groups_batches_small_files_in_order(tmp_path):
     a, b, big, c, d, e = (inp("a", 10), inp("b", 20), inp("big", 100), inp("c", 30), inp("d", 40),
                           inp("e", 5))
     stdin = corpus.InputFile("-", 0, 0, None)
-    groups = vocab.plan_groups([a, b, big, stdin, c, d, e], small_input_bytes=50, group_bytes=70,
+    groups = counter.plan_groups([a, b, big, stdin, c, d, e], small_input_bytes=50, group_bytes=70,
                                group_files=2)
     assert [[i.path for i in g] for g in groups] == [
         [big.path], ["-"], [a.path, b.path], [c.path, d.path], [e.path]]
-    assert vocab.plan_groups([a, b], small_input_bytes=0) == [[a], [b]]
-    assert vocab.group_key([a.path]) == vocab.input_key(a.path)
-    assert vocab.group_key([a.path, b.path]).startswith("group-")
+    assert counter.plan_groups([a, b], small_input_bytes=0) == [[a], [b]]
+    assert runs.group_key([a.path]) == runs.input_key(a.path)
+    assert runs.group_key([a.path, b.path]).startswith("group-")

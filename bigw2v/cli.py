@@ -169,7 +169,10 @@ def build_parser():
                        description="3CosAdd, like the C tool's word-analogy: the words closest "
                                    "to B - A + C (unit vectors), the three excluded.")
     p.add_argument("model", metavar="MODELDIR")
-    p.add_argument("words", nargs=3, metavar=("A", "B", "C"))
+    # Three positionals: argparse cannot format a tuple metavar on one (Python 3.11).
+    p.add_argument("a", metavar="A", help="a word, e.g. man")
+    p.add_argument("b", metavar="B", help="its counterpart, e.g. king")
+    p.add_argument("c", metavar="C", help="the word to complete, e.g. woman")
     p.add_argument("-n", type=_positive_int, default=10, help="how many (default 10)")
 
     p = sub.add_parser("export", help="write vectors in the C tool's binary or text format",
@@ -276,8 +279,7 @@ def cmd_similar(args):
 
 
 def cmd_analogy(args):
-    a, b, c = args.words
-    _print_neighbours(_load(args.model).analogy(a, b, c, topn=args.n))
+    _print_neighbours(_load(args.model).analogy(args.a, args.b, args.c, topn=args.n))
 
 
 def cmd_export(args):

@@ -43,6 +43,11 @@ def checkpoint_name(number):
     return f"checkpoint-{number:06d}"
 
 
+def is_checkpoint_name(name):
+    """Whether ``name`` is a complete checkpoint's directory name."""
+    return _NAME.match(name) is not None
+
+
 def fsync_path(path):
     """fsync a file (its data) or a directory (a rename or unlink in it) by path."""
     fd = os.open(path, os.O_RDONLY)

@@ -34,6 +34,8 @@ written once per window, which keeps the rows in cache; threads update the
 shared matrices without locks (Hogwild).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -50,6 +52,49 @@ _XS_MULT = np.uint64(0x2545F4914F6CDD1D)
 # The C tool clips scores to [-MAX_EXP, MAX_EXP]; hierarchical softmax skips
 # updates outside it (the node is already confidently right or wrong).
 MAX_EXP = 6.0
+
+
+class CorpusArrays(NamedTuple):
+    """The encoded corpus and its chunking (see the module docstring)."""
+
+    tokens: np.ndarray
+    sentence_starts: np.ndarray
+    chunk_starts: np.ndarray
+
+
+class SamplingTables(NamedTuple):
+    """What the kernel samples from and looks up (``tables.py`` builds them)."""
+
+    keep_threshold: np.ndarray
+    noise_accept: np.ndarray
+    noise_alias: np.ndarray
+    sigmoid_table: np.ndarray
+    path_starts: np.ndarray
+    path_nodes: np.ndarray
+    path_codes: np.ndarray
+    longest_path: int
+
+
+class Weights(NamedTuple):
+    """The matrices trained in place; an unused one is a 1 x dim placeholder."""
+
+    input_vectors: np.ndarray
+    output_vectors: np.ndarray
+    node_vectors: np.ndarray
+
+
+class KernelParams(NamedTuple):
+    """The run's settings as the kernel takes them (types fixed: one compiled version)."""
+
+    skipgram: bool
+    window: int
+    negative: int
+    use_hs: bool
+    cbow_mean: bool
+    alpha_start: np.float32
+    alpha_end: np.float32
+    epochs: int
+    seed: int
 
 
 # Floats per 64-byte cache line: the stride of the prefetches along a row.
@@ -235,18 +280,21 @@ def _noise_outputs(centre, noise, negative, out_rows, labels):
 
 
 @njit(cache=True, fastmath=True)
-def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
-                keep_threshold, noise_accept, noise_alias, sigmoid_table,
-                path_starts, path_nodes, path_codes, longest_path,
-                input_vectors, output_vectors, node_vectors,
-                window, negative, use_hs, cbow_mean,
-                alpha_start, alpha_end, epoch, epochs, seed):
+def train_chunk(chunk, epoch, corpus, tables, weights, params):
     """Train one chunk of sentences. Returns (loss sum, loss terms, words trained).
 
     The learning rate falls linearly from ``alpha_start`` to ``alpha_end`` over
     ``epochs`` passes of ``tokens``; it is computed from the position of each
     sentence in the stream, so it does not depend on thread timing.
     """
+    # Named inputs taken apart once: the loops below read plain locals, as
+    # before the grouping (same machine code, bit-identical results).
+    tokens, sentence_starts, chunk_starts = corpus
+    (keep_threshold, noise_accept, noise_alias, sigmoid_table,
+     path_starts, path_nodes, path_codes, longest_path) = tables
+    input_vectors, output_vectors, node_vectors = weights
+    (skipgram, window, negative, use_hs, cbow_mean,
+     alpha_start, alpha_end, epochs, seed) = params
     dim = input_vectors.shape[1]
     n_tokens = tokens.shape[0]
     total_positions = np.float64(n_tokens) * epochs
@@ -386,12 +434,7 @@ def train_chunk(chunk, skipgram, tokens, sentence_starts, chunk_starts,
 
 
 @njit(cache=True, parallel=True)
-def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
-                 keep_threshold, noise_accept, noise_alias, sigmoid_table,
-                 path_starts, path_nodes, path_codes, longest_path,
-                 input_vectors, output_vectors, node_vectors,
-                 window, negative, use_hs, cbow_mean,
-                 alpha_start, alpha_end, epoch, epochs, seed,
+def train_chunks(chunk_ids, epoch, corpus, tables, weights, params,
                  loss_out, terms_out, trained_out):
     """Train the chunks listed in ``chunk_ids`` in parallel (Hogwild).
 
@@ -399,12 +442,7 @@ def train_chunks(chunk_ids, skipgram, tokens, sentence_starts, chunk_starts,
     ``loss_out[i]``, ``terms_out[i]``, ``trained_out[i]`` for ``chunk_ids[i]``.
     """
     for i in prange(chunk_ids.shape[0]):
-        l, t, n = train_chunk(chunk_ids[i], skipgram, tokens, sentence_starts, chunk_starts,
-                              keep_threshold, noise_accept, noise_alias, sigmoid_table,
-                              path_starts, path_nodes, path_codes, longest_path,
-                              input_vectors, output_vectors, node_vectors,
-                              window, negative, use_hs, cbow_mean,
-                              alpha_start, alpha_end, epoch, epochs, seed)
+        l, t, n = train_chunk(chunk_ids[i], epoch, corpus, tables, weights, params)
         loss_out[i] = l
         terms_out[i] = t
         trained_out[i] = n

@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -37,22 +38,17 @@ import psutil
 from . import checkpoint, kernels, lock, preflight, tables
 from .atomic import write_json
 from .encode import encode, encoding_key
-from .errors import (Bigw2vError, InputDataError, MissingInputError, OutputError,
-                     UsageError)
+from .errors import Bigw2vError, InputDataError, MissingInputError, UsageError
+from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORMAT,
+                       MODEL_VERSION, HS_VECTORS_NAME, OUTPUT_VECTORS_NAME, VECTORS_NAME,
+                       check_model_dir, clear_model_dir, describe_run, finished_model,
+                       read_run, replaced_by_a_run, weight_files)
 from .progress import progress_bar
 from .settings import TrainSettings
-from .workdir import read_manifest, read_vocab, write_vocab
+from .workdir import ENCODED_DIR, VOCAB_NAME, read_manifest, read_vocab, write_vocab
 from .warmstart import warm_start
 
 log = logging.getLogger("bigw2v")
-
-MODEL_FORMAT = "bigw2v-model"
-MODEL_VERSION = 1
-RUN_FORMAT = "bigw2v-run"
-RUN_VERSION = 1
-RUN_NAME = "run.json"
-MODEL_FILES = ("model.json", "vocab.parquet", "vectors.npy", "output_vectors.npy",
-               "hs_vectors.npy", "eval.json")  # eval.json: written by bin/bigw2v-cron
 
 # Default seconds between checkpoints: at most ten minutes of work lost to a kill.
 CHECKPOINT_EVERY = 600.0
@@ -86,6 +82,29 @@ class Progress:
     @classmethod
     def from_dict(cls, d):
         return cls(**d)
+
+
+@dataclass
+class RunOptions:
+    """How this call runs, beside the training settings (``train``'s keyword arguments)."""
+
+    progress: bool = True
+    resume: bool = False
+    force: bool = False
+    init_from: str | None = None
+    checkpoint_every: float | None = CHECKPOINT_EVERY   # None: no checkpoints
+    preflight: bool = True
+
+
+@dataclass
+class Session:
+    """One call's run in MODELDIR: its settings, its run.json, whether it resumes."""
+
+    modeldir: str
+    settings: TrainSettings
+    run: dict | None
+    resuming: bool
+    options: RunOptions
 
 
 def select_vocab(words, counts, counted_min_count, settings):
@@ -155,85 +174,6 @@ def zero_matrix(path, n_rows, dim):
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_rows, dim))
 
 
-def weight_files(s):
-    """The weight files a run with settings ``s`` has, in MODELDIR."""
-    names = ["vectors.npy"]
-    if s.negative > 0:
-        names.append("output_vectors.npy")
-    if s.hs:
-        names.append("hs_vectors.npy")
-    return names
-
-
-# ---------------------------------------------------------------- the model directory
-
-
-def _is_ours(name):
-    return (name in MODEL_FILES or name == RUN_NAME or name.startswith(".")
-            or checkpoint._NAME.match(name) is not None)
-
-
-def check_model_dir(modeldir):
-    """Refuse a MODELDIR that is a file or holds files that are not a bigw2v model."""
-    if os.path.isfile(modeldir):
-        raise OutputError(f"{modeldir} is a file, not a directory")
-    if os.path.isdir(modeldir):
-        extra = [n for n in os.listdir(modeldir) if not _is_ours(n)]
-        if extra:
-            raise OutputError(
-                f"{modeldir} holds files that are not a bigw2v model ({', '.join(sorted(extra)[:3])}"
-                "...): choose an empty or new directory")
-
-
-def clear_model_dir(modeldir):
-    """Remove an old model or run from MODELDIR, model.json first."""
-    try:
-        # Unmark the old model first: from here on, a crash leaves no valid-looking model.
-        for name in MODEL_FILES + (RUN_NAME,):
-            try:
-                os.remove(os.path.join(modeldir, name))
-            except FileNotFoundError:
-                pass
-        checkpoint.remove_all(modeldir)
-        probe = os.path.join(modeldir, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise OutputError(f"cannot write to {modeldir}: {e.strerror}") from None
-
-
-def _read_json(path):
-    import json
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputDataError(f"{path} is unreadable ({e}): pass --force to start over") from None
-
-
-def finished_model(modeldir):
-    """model.json of a finished model in MODELDIR, or None."""
-    info = _read_json(os.path.join(modeldir, "model.json"))
-    if isinstance(info, dict) and info.get("format") == MODEL_FORMAT and info.get("complete"):
-        return info
-    return None
-
-
-def _describe_run(modeldir, run):
-    """Where an unfinished run got to, from its newest checkpoint (not verified)."""
-    for path in [p for _, p in checkpoint.list_checkpoints(modeldir)][:1]:
-        try:
-            progress = _read_json(os.path.join(path, checkpoint.STATE_NAME))["progress"]
-            return (f"checkpoint at epoch {progress['epoch'] + 1}/{run['settings']['epochs']}, "
-                    f"chunk {progress['next_chunk']}")
-        except (Bigw2vError, TypeError, KeyError):
-            return "its newest checkpoint is unreadable"
-    return "no checkpoint yet"
-
-
 # ---------------------------------------------------------------- settings on resume
 
 
@@ -289,6 +229,77 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+# ---------------------------------------------------------------- the kernels' inputs
+
+
+class TrainingJob(NamedTuple):
+    """Everything the kernels read and write in a run, built once (``prepare_job``).
+
+    An engine can hold one of these per worker and call ``train_range`` on
+    any range of chunks: a chunk's result depends only on the weights, the
+    chunk, the epoch and the seed.
+    """
+
+    corpus: kernels.CorpusArrays
+    tables: kernels.SamplingTables
+    weights: kernels.Weights
+    params: kernels.KernelParams
+
+    @property
+    def n_chunks(self):
+        return self.corpus.chunk_starts.shape[0] - 1
+
+
+def prepare_job(tokens, sentence_starts, chunk_starts, counts, s, weights):
+    """The kernels' inputs for settings ``s`` (resolved) and weight matrices ``weights``.
+
+    ``weights`` maps weight file names (``modeldir.weight_files``) to float32
+    matrices, trained in place. The sampling tables are functions of the
+    counts and settings only, so every worker and every resumed session
+    builds the same ones.
+    """
+    if s.hs:
+        path_starts, path_nodes, path_codes = tables.huffman_paths(counts)
+    else:
+        path_starts, path_nodes, path_codes = tables.empty_paths()
+    noise_accept, noise_alias = tables.noise_alias_table(counts)
+    sampling = kernels.SamplingTables(
+        tables.keep_thresholds(counts, s.sample), noise_accept, noise_alias,
+        tables.sigmoid_table(), path_starts, path_nodes, path_codes,
+        tables.longest_path(path_starts))
+    unused = np.zeros((1, s.dim), dtype=np.float32)
+    matrices = kernels.Weights(*(np.asarray(weights.get(name, unused)) for name in
+                                 (VECTORS_NAME, OUTPUT_VECTORS_NAME, HS_VECTORS_NAME)))
+    params = kernels.KernelParams(s.model == "sg", s.window, s.negative, s.hs, s.cbow_mean,
+                                  np.float32(s.alpha), np.float32(s.min_alpha), s.epochs,
+                                  s.seed)
+    corpus = kernels.CorpusArrays(np.asarray(tokens), sentence_starts, chunk_starts)
+    return TrainingJob(corpus, sampling, matrices, params)
+
+
+class RangeTotals(NamedTuple):
+    """Sums over a range of chunks: loss, loss terms, words trained (after subsampling)."""
+
+    loss: float
+    terms: int
+    trained: int
+
+
+def train_range(job, epoch, first_chunk, stop_chunk):
+    """Train chunks ``first_chunk..stop_chunk-1`` of ``epoch`` in parallel, in place.
+
+    Uses ``numba.get_num_threads()`` threads. The position (epoch, chunk) is
+    all the state a resumed or distributed run needs besides the weights.
+    """
+    ids = np.arange(first_chunk, stop_chunk, dtype=np.int64)
+    loss = np.zeros(ids.shape[0], dtype=np.float64)
+    terms = np.zeros(ids.shape[0], dtype=np.int64)
+    trained = np.zeros(ids.shape[0], dtype=np.int64)
+    kernels.train_chunks(ids, epoch, job.corpus, job.tables, job.weights, job.params,
+                         loss, terms, trained)
+    return RangeTotals(float(loss.sum()), int(terms.sum()), int(trained.sum()))
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -309,93 +320,164 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
                          "start it over")
     if checkpoint_every is not None and checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be 0 (off) or a number of seconds")
-    checkpoint_every = checkpoint_every or None
+    options = RunOptions(progress, resume, force, init_from, checkpoint_every or None, preflight)
     check_model_dir(modeldir)
     with lock.hold(modeldir, "bigw2v train"):
-        return _train_locked(workdir, modeldir, settings, progress, resume, force, init_from,
-                             checkpoint_every, preflight, overrides)
+        session = _start_session(modeldir, settings, overrides, options)
+        if session is None:
+            return finished_model(modeldir)
+        return _train_session(workdir, session)
 
 
-def _train_locked(workdir, modeldir, settings, progress, resume, force, init_from,
-                  checkpoint_every, check_room, overrides):
-    run = _read_json(os.path.join(modeldir, RUN_NAME))
+def _start_session(modeldir, settings, overrides, options):
+    """What this call does in MODELDIR: a Session, or None when a finished model stands.
+
+    Refuses an unfinished run without --resume or --force, and --resume with
+    settings that contradict the run (or the finished model) it would continue.
+    """
+    run = read_run(modeldir)
     finished = finished_model(modeldir)
     unfinished = run is not None and finished is None
-    if unfinished and not (resume or force):
+    if unfinished and not (options.resume or options.force):
         raise UsageError(f"{modeldir} holds an unfinished run "
-                         f"({_describe_run(modeldir, run)}): pass "
+                         f"({describe_run(modeldir, run)}): pass "
                          "--resume to continue it, or --force to start over")
-    if init_from is not None:
-        init_from = os.path.realpath(init_from)  # a `latest` link may move on during the run
-    resuming = resume and unfinished
-
-    if resuming or (resume and finished is not None):
-        # Options not given are the run's (threads too, which may differ when given);
-        # given ones must agree with the run.
-        recorded = run["settings"] if resuming else finished["settings"]
-        s = _requested_settings(settings, overrides, recorded).resolved()
-        conflicts = settings_conflicts(recorded, s.to_dict())
-        recorded_init = run.get("init_from") if resuming else finished.get("init_from")
-        if init_from is not None and init_from != recorded_init:
-            conflicts.append(f"init-from {init_from} (the run has {recorded_init})")
-        if conflicts:
-            raise UsageError(f"--resume with settings that contradict the "
-                             f"{'run' if resuming else 'finished model'} in {modeldir}: "
-                             f"{'; '.join(conflicts)}. Leave them out to continue, "
-                             "or pass --force to start over")
-        if not resuming:
-            log.info("%s already holds the finished model: nothing to resume", modeldir)
-            return finished
-        init_from = recorded_init
-    else:
-        s = _requested_settings(settings, overrides).resolved()
-        if resume:
+    if options.init_from is not None:
+        # A `latest` link may move on during the run.
+        options.init_from = os.path.realpath(options.init_from)
+    resuming = options.resume and unfinished
+    if not (resuming or (options.resume and finished is not None)):
+        if options.resume:
             log.info("nothing to resume in %s: starting a new run", modeldir)
+        s = _requested_settings(settings, overrides).resolved()
+        return Session(modeldir, s, None, False, options)
+    # Options not given are the run's (threads too, which may differ when given);
+    # given ones must agree with the run.
+    recorded = run if resuming else finished
+    s = _requested_settings(settings, overrides, recorded["settings"]).resolved()
+    conflicts = settings_conflicts(recorded["settings"], s.to_dict())
+    recorded_init = recorded.get("init_from")
+    if options.init_from is not None and options.init_from != recorded_init:
+        conflicts.append(f"init-from {options.init_from} (the run has {recorded_init})")
+    if conflicts:
+        raise UsageError(f"--resume with settings that contradict the "
+                         f"{'run' if resuming else 'finished model'} in {modeldir}: "
+                         f"{'; '.join(conflicts)}. Leave them out to continue, "
+                         "or pass --force to start over")
+    if not resuming:
+        log.info("%s already holds the finished model: nothing to resume", modeldir)
+        return None
+    options.init_from = recorded_init
+    return Session(modeldir, s, run, True, options)
 
+
+def _train_session(workdir, session):
     if not os.path.isdir(workdir):
         raise MissingInputError(f"{workdir} is not a counted workdir: run `bigw2v count` first")
     # The workdir lock covers reading the counts and writing the encoding: a
     # `bigw2v count` rewriting the workdir must not run under our feet.
     with lock.hold(workdir, "bigw2v train (encoding)"):
-        manifest = read_manifest(workdir)
-        all_words, all_counts = read_vocab(workdir)
-        counted_min_count = int(manifest["settings"]["min_count"])
-        words, counts, min_count = select_vocab(all_words, all_counts, counted_min_count, s)
-        key = encoding_key(words, manifest)
-        if resuming and key != run["encoding_key"]:
-            raise InputDataError(
-                f"the corpus or vocabulary of {workdir} changed since the run in {modeldir} "
-                "started (it was counted again, or is another workdir): resume with the "
-                "workdir it started on, or pass --force to start over on the new counts")
-        if check_room:
-            _preflight(workdir, modeldir, s, manifest, all_counts, len(words), key,
-                       checkpoint_every is not None)
-        if not resuming:
-            clear_model_dir(modeldir)
-            run = {"format": RUN_FORMAT, "version": RUN_VERSION,
-                   "settings": {**s.to_dict(), "min_count": min_count},
-                   "encoding_key": key, "workdir": os.path.abspath(workdir),
-                   "init_from": init_from, "vocab_size": len(words),
-                   "corpus_tokens": int(counts.sum()),
-                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            write_json(os.path.join(modeldir, RUN_NAME), run)
-        started = time.time()
-        corpus, reused = encode(workdir, manifest, words, int(counts.sum()), threads=s.threads,
-                                progress=progress, key=key)
-        encode_seconds = time.time() - started
-    return _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint_every,
-                {"encode_seconds": round(encode_seconds, 3), "encoding_reused": reused})
+        words, counts, corpus, figures = _prepare_corpus(workdir, session)
+    return _run(session, corpus, words, counts, figures)
 
 
-def _preflight(workdir, modeldir, s, manifest, all_counts, vocab_size, key, checkpoints):
+def _prepare_corpus(workdir, session):
+    """Pick the vocabulary, check room, write run.json (a new run), encode the corpus.
+
+    Returns (words, counts, the EncodedCorpus, encoding figures).
+    """
+    s = session.settings
+    manifest = read_manifest(workdir)
+    all_words, all_counts = read_vocab(workdir)
+    counted_min_count = int(manifest["settings"]["min_count"])
+    words, counts, min_count = select_vocab(all_words, all_counts, counted_min_count, s)
+    key = encoding_key(words, manifest)
+    if session.resuming and key != session.run["encoding_key"]:
+        raise InputDataError(
+            f"the corpus or vocabulary of {workdir} changed since the run in "
+            f"{session.modeldir} started (it was counted again, or is another workdir): "
+            "resume with the workdir it started on, or pass --force to start over on the "
+            "new counts")
+    if session.options.preflight:
+        _preflight(workdir, session, manifest, all_counts, len(words), key)
+    if not session.resuming:
+        clear_model_dir(session.modeldir)
+        session.run = {"format": RUN_FORMAT, "version": RUN_VERSION,
+                       "settings": {**s.to_dict(), "min_count": min_count},
+                       "encoding_key": key, "workdir": os.path.abspath(workdir),
+                       "init_from": session.options.init_from, "vocab_size": len(words),
+                       "corpus_tokens": int(counts.sum()),
+                       "started": _now()}
+        write_json(os.path.join(session.modeldir, RUN_NAME), session.run)
+    started = time.time()
+    corpus, reused = encode(workdir, manifest, words, int(counts.sum()), threads=s.threads,
+                            progress=session.options.progress, key=key)
+    figures = {"encode_seconds": round(time.time() - started, 3), "encoding_reused": reused}
+    return words, counts, corpus, figures
+
+
+def _preflight(workdir, session, manifest, all_counts, vocab_size, key):
     """Check that the run fits in memory and on disk before anything is allocated."""
     sentences = preflight.sentences_bound(manifest, int(all_counts[:vocab_size].sum()))
-    cached = os.path.exists(os.path.join(workdir, "encoded", key, "encoded.json"))
-    replaced = preflight.reclaimable_in_model_dir(
-        modeldir, lambda n: (n in MODEL_FILES or n == RUN_NAME or n.startswith(".checkpoint-")
-                             or checkpoint._NAME.match(n) is not None))
-    preflight.check_train(workdir, modeldir, s, all_counts, vocab_size, sentences, cached,
-                          checkpoints, replaced)
+    cached = os.path.exists(os.path.join(workdir, ENCODED_DIR, key, "encoded.json"))
+    replaced = preflight.reclaimable_in_model_dir(session.modeldir, replaced_by_a_run)
+    preflight.check_train(workdir, session.modeldir, session.settings, all_counts, vocab_size,
+                          sentences, cached, session.options.checkpoint_every is not None,
+                          replaced)
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- one session of a run
+
+
+def _run(session, corpus, words, counts, figures_so_far):
+    """Restore or initialise, build the kernels' inputs, train the epochs, finish."""
+    s = session.settings
+    chunk_starts = chunk_plan(corpus.sentence_starts, s.chunk_words)
+    mats, p = _restore(session, words, chunk_starts)
+    job = prepare_job(corpus.tokens, corpus.sentence_starts, chunk_starts, counts, s, mats)
+    numba.set_num_threads(min(s.threads, numba.config.NUMBA_NUM_THREADS))
+    # Load the compiled kernel now (a range of no chunks), so that start-up
+    # covers it and train_seconds is training alone.
+    train_range(job, p.epoch, 0, 0)
+    # The wait a `bigw2v train` user sees before the bar moves, encoding included.
+    startup_seconds = seconds_since_process_start()
+    saver = Checkpointer(session, job.n_chunks, p)
+    _run_epochs(session, job, corpus, p, saver)
+    return _finish(session, mats, words, counts, p, {
+        "vocab_size": len(words), "sentences": int(corpus.sentence_starts.shape[0] - 1),
+        "chunks": int(job.n_chunks), **figures_so_far,
+        "startup_seconds": round(startup_seconds, 3),
+        "checkpoint_seconds": round(saver.seconds, 3)})
+
+
+def _restore(session, words, chunk_starts):
+    """The weights and Progress to start from: the newest good checkpoint, or fresh ones."""
+    modeldir, s = session.modeldir, session.settings
+    found = None
+    if session.resuming:
+        checkpoint.remove_leftovers(modeldir)
+        found = checkpoint.latest_good(modeldir)
+        if found is None:
+            log.info("%s: the run has no checkpoint yet: starting it again from the "
+                     "beginning", modeldir)
+    mats, warm = _open_weights(modeldir, s, words, session.run.get("init_from"), found)
+    if warm is not None:
+        session.run["warm_start"] = warm
+        write_json(os.path.join(modeldir, RUN_NAME), session.run)
+    if found is None:
+        return mats, Progress()
+    if found[1].get("n_chunks") != int(chunk_starts.shape[0] - 1):
+        raise InputDataError(f"checkpoint {found[0]} was made with another chunk plan: "
+                             "pass --force to start over")
+    p = Progress.from_dict(found[1]["progress"])
+    p.sessions += 1
+    log.info("resuming %s from %s: epoch %d/%d, chunk %d", modeldir,
+             os.path.basename(found[0]), p.epoch + 1, s.epochs, p.next_chunk)
+    return mats, p
 
 
 def _open_weights(modeldir, s, words, init_from, found):
@@ -407,186 +489,139 @@ def _open_weights(modeldir, s, words, init_from, found):
         checkpoint.restore(*found, modeldir)
         mats = {name: np.load(path, mmap_mode="r+") for name, path in paths.items()}
         for name, m in mats.items():
-            expected = (vocab_size - 1 if name == "hs_vectors.npy" else vocab_size, s.dim)
+            expected = (vocab_size - 1 if name == HS_VECTORS_NAME else vocab_size, s.dim)
             if m.shape != expected or m.dtype != np.float32:
                 raise InputDataError(f"checkpoint {found[0]}: {name} has shape {m.shape}, "
                                      f"{expected} expected: pass --force to start over")
-    else:
-        mats = {"vectors.npy": init_input_vectors(paths["vectors.npy"], vocab_size, s.dim,
-                                                  s.seed)}
-        if s.negative > 0:
-            mats["output_vectors.npy"] = zero_matrix(paths["output_vectors.npy"], vocab_size,
-                                                     s.dim)
-        if s.hs:
-            mats["hs_vectors.npy"] = zero_matrix(paths["hs_vectors.npy"], vocab_size - 1, s.dim)
-        if init_from is not None:
-            warm = warm_start(init_from, words, s.dim, mats["vectors.npy"],
-                              mats.get("output_vectors.npy"))
+        return mats, warm
+    mats = {VECTORS_NAME: init_input_vectors(paths[VECTORS_NAME], vocab_size, s.dim, s.seed)}
+    if s.negative > 0:
+        mats[OUTPUT_VECTORS_NAME] = zero_matrix(paths[OUTPUT_VECTORS_NAME], vocab_size, s.dim)
+    if s.hs:
+        mats[HS_VECTORS_NAME] = zero_matrix(paths[HS_VECTORS_NAME], vocab_size - 1, s.dim)
+    if init_from is not None:
+        warm = warm_start(init_from, words, s.dim, mats[VECTORS_NAME],
+                          mats.get(OUTPUT_VECTORS_NAME))
     return mats, warm
 
 
-def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint_every,
-         figures_so_far):
-    vocab_size = len(words)
-    n_tokens = int(counts.sum())
-    found = None
-    if resuming:
-        checkpoint.remove_leftovers(modeldir)
-        found = checkpoint.latest_good(modeldir)
-        if found is None:
-            log.info("%s: the run has no checkpoint yet: starting it again from the "
-                     "beginning", modeldir)
-    mats, warm = _open_weights(modeldir, s, words, run.get("init_from"), found)
-    if found is not None:
-        if found[1].get("n_chunks") != int(chunk_plan(corpus.sentence_starts, s.chunk_words).shape[0] - 1):
-            raise InputDataError(f"checkpoint {found[0]} was made with another chunk plan: "
-                                 "pass --force to start over")
-        p = Progress.from_dict(found[1]["progress"])
-        p.sessions += 1
-        log.info("resuming %s from %s: epoch %d/%d, chunk %d", modeldir,
-                 os.path.basename(found[0]), p.epoch + 1, s.epochs, p.next_chunk)
-    else:
-        p = Progress()
-    if warm is not None:
-        run["warm_start"] = warm
-        write_json(os.path.join(modeldir, RUN_NAME), run)
+class Checkpointer:
+    """Writes the run's checkpoints and knows when the next one is due."""
 
-    keep_threshold = tables.keep_thresholds(counts, s.sample)
-    noise_accept, noise_alias = tables.noise_alias_table(counts)
-    if s.hs:
-        path_starts, path_nodes, path_codes = tables.huffman_paths(counts)
-    else:
-        path_starts, path_nodes, path_codes = tables.empty_paths()
-    unused = np.zeros((1, s.dim), dtype=np.float32)
-    input_vectors = mats["vectors.npy"]
-    output_vectors = mats.get("output_vectors.npy", unused)
-    node_vectors = mats.get("hs_vectors.npy", unused)
+    def __init__(self, session, n_chunks, p):
+        self.session = session
+        self.n_chunks = n_chunks
+        self.progress = p
+        self.every = session.options.checkpoint_every
+        self.names = weight_files(session.settings)
+        self.session_started = time.time()
+        self.seconds_before = p.train_seconds
+        self.last = time.time()
+        self.seconds = 0.0      # spent writing checkpoints in this session
 
-    tokens = np.asarray(corpus.tokens)
-    sentence_starts = corpus.sentence_starts
-    chunk_starts = chunk_plan(sentence_starts, s.chunk_words)
-    n_chunks = chunk_starts.shape[0] - 1
+    def train_seconds(self, now):
+        """Training time of the whole run up to ``now`` (all sessions)."""
+        return self.seconds_before + (now - self.session_started)
+
+    def due(self, interval):
+        return self.every is not None and time.time() - self.last >= interval
+
+    def save(self):
+        p, run = self.progress, self.session.run
+        t0 = time.time()
+        p.train_seconds = self.train_seconds(t0)
+        existing = checkpoint.list_checkpoints(self.session.modeldir)
+        p.checkpoints = max(p.checkpoints, existing[0][0] if existing else 0) + 1
+        checkpoint.write(self.session.modeldir, p.checkpoints, self.names,
+                         {"progress": asdict(p), "encoding_key": run["encoding_key"],
+                          "settings": run["settings"], "n_chunks": int(self.n_chunks),
+                          "created": _now()})
+        self.last = time.time()
+        self.seconds += self.last - t0
+
+
+def _run_epochs(session, job, corpus, p, saver):
+    """Train from ``p``'s position to the last epoch, in batches of chunks.
+
+    Between batches: progress, checkpoints when due, and the stop flag
+    (SIGINT/SIGTERM checkpoint and raise ``Interrupted``).
+    """
+    s = session.settings
+    sentence_starts, chunk_starts = job.corpus.sentence_starts, job.corpus.chunk_starts
+    n_tokens, n_chunks = corpus.n_tokens, job.n_chunks
     chunk_tokens = np.diff(sentence_starts[chunk_starts])
     batch = max(1, 4 * s.threads)
-
-    numba.set_num_threads(min(s.threads, numba.config.NUMBA_NUM_THREADS))
-    bar = progress_bar(n_tokens * s.epochs, f"train {s.model}", enabled=progress)
+    every = saver.every
+    bar = progress_bar(n_tokens * s.epochs, f"train {s.model}", enabled=session.options.progress)
     bar.update(p.epoch * n_tokens + int(chunk_tokens[:p.next_chunk].sum()))
-    args = (s.model == "sg", tokens, sentence_starts, chunk_starts,
-            keep_threshold, noise_accept, noise_alias, tables.sigmoid_table(),
-            path_starts, path_nodes, path_codes, tables.longest_path(path_starts),
-            np.asarray(input_vectors), np.asarray(output_vectors), np.asarray(node_vectors),
-            s.window, s.negative, s.hs, s.cbow_mean,
-            np.float32(s.alpha), np.float32(s.min_alpha))
-    names = weight_files(s)
-    # Load the compiled kernel now (a batch of no chunks), so that start-up below
-    # covers it and train_seconds is training alone.
-    no_chunks = np.empty(0, dtype=np.int64)
-    kernels.train_chunks(no_chunks, *args, p.epoch, s.epochs, s.seed,
-                         np.empty(0, dtype=np.float64), no_chunks, no_chunks)
-    session_started = time.time()
-    # The wait a `bigw2v train` user sees before the bar moves, encoding included.
-    startup_seconds = seconds_since_process_start()
-    seconds_before = p.train_seconds
-    last_checkpoint = time.time()
-    checkpoint_seconds = 0.0
-
-    def save():
-        nonlocal last_checkpoint, checkpoint_seconds
-        t0 = time.time()
-        p.train_seconds = seconds_before + (t0 - session_started)
-        existing = checkpoint.list_checkpoints(modeldir)
-        number = max(p.checkpoints, existing[0][0] if existing else 0) + 1
-        p.checkpoints = number
-        checkpoint.write(modeldir, number, names,
-                         {"progress": asdict(p), "encoding_key": run["encoding_key"],
-                          "settings": run["settings"], "n_chunks": int(n_chunks),
-                          "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        last_checkpoint = time.time()
-        checkpoint_seconds += last_checkpoint - t0
-
-    def due(interval):
-        return checkpoint_every is not None and time.time() - last_checkpoint >= interval
-
     with StopFlag() as stop:
         log.info("training %s on %d words x %d epochs, %d chunks per epoch, from epoch %d "
                  "chunk %d; checkpoints %s", s.model, n_tokens, s.epochs, n_chunks, p.epoch + 1,
-                 p.next_chunk, f"every {checkpoint_every:g} s" if checkpoint_every else "off")
+                 p.next_chunk, f"every {every:g} s" if every else "off")
         try:
             while p.epoch < s.epochs:
                 while p.next_chunk < n_chunks:
-                    ids = np.arange(p.next_chunk, min(n_chunks, p.next_chunk + batch),
-                                    dtype=np.int64)
-                    loss = np.zeros(ids.shape[0], dtype=np.float64)
-                    terms = np.zeros(ids.shape[0], dtype=np.int64)
-                    trained = np.zeros(ids.shape[0], dtype=np.int64)
-                    kernels.train_chunks(ids, *args, p.epoch, s.epochs, s.seed, loss, terms,
-                                         trained)
-                    p.next_chunk = int(ids[-1]) + 1
+                    first = p.next_chunk
+                    p.next_chunk = min(n_chunks, first + batch)
+                    totals = train_range(job, p.epoch, first, p.next_chunk)
                     corpus.release(int(sentence_starts[chunk_starts[p.next_chunk]]))
-                    p.loss_sum += float(loss.sum())
-                    p.loss_terms += int(terms.sum())
-                    p.trained_words += int(trained.sum())
+                    p.loss_sum += totals.loss
+                    p.loss_terms += totals.terms
+                    p.trained_words += totals.trained
                     done = p.epoch * n_tokens + int(sentence_starts[chunk_starts[p.next_chunk]])
                     alpha = s.alpha - (s.alpha - s.min_alpha) * done / (n_tokens * s.epochs)
                     bar.set_postfix_str(f"epoch {p.epoch + 1}/{s.epochs} lr {alpha:.5f} "
                                         f"loss {p.loss_sum / max(p.loss_terms, 1):.4f}",
                                         refresh=False)
-                    bar.update(int(chunk_tokens[ids].sum()))
+                    bar.update(int(chunk_tokens[first:p.next_chunk].sum()))
                     if stop.signal is not None:
                         break
-                    if p.next_chunk < n_chunks and due(checkpoint_every):
-                        save()
+                    if p.next_chunk < n_chunks and saver.due(every):
+                        saver.save()
                 if stop.signal is None or p.next_chunk == n_chunks:
                     p.epoch_losses.append(p.loss_sum / max(p.loss_terms, 1))
                     p.epoch += 1
                     p.next_chunk = 0
                     p.loss_sum, p.loss_terms = 0.0, 0
                 if stop.signal is not None and p.epoch < s.epochs:
-                    if checkpoint_every is not None:
-                        save()
-                    raise Interrupted(
-                        f"stopped by {signal.Signals(stop.signal).name} at epoch "
-                        f"{p.epoch + 1}/{s.epochs}, chunk {p.next_chunk}"
-                        + (": pass --resume to continue" if checkpoint_every is not None
-                           else " (checkpoints are off: the run must start over)"))
-                if p.epoch < s.epochs and due(min(EPOCH_CHECKPOINT_GAP, checkpoint_every or 0)):
-                    save()
+                    _stop(stop.signal, p, s, saver)
+                if p.epoch < s.epochs and saver.due(min(EPOCH_CHECKPOINT_GAP, every or 0)):
+                    saver.save()
         finally:
             bar.close()
-    p.train_seconds = seconds_before + (time.time() - session_started)
+    p.train_seconds = saver.train_seconds(time.time())
 
+
+def _stop(signum, p, s, saver):
+    """Checkpoint (when checkpoints are on) and raise Interrupted."""
+    if saver.every is not None:
+        saver.save()
+    raise Interrupted(
+        f"stopped by {signal.Signals(signum).name} at epoch {p.epoch + 1}/{s.epochs}, "
+        f"chunk {p.next_chunk}"
+        + (": pass --resume to continue" if saver.every is not None
+           else " (checkpoints are off: the run must start over)"))
+
+
+def _finish(session, mats, words, counts, p, figures):
+    """Flush the weights, write vocab.parquet and model.json, then tidy up."""
+    modeldir, s, run = session.modeldir, session.settings, session.run
     for name, m in mats.items():
         m.flush()
         checkpoint.fsync_path(os.path.join(modeldir, name))
-    write_vocab(os.path.join(modeldir, "vocab.parquet"), words, counts)
-    figures = {
-        "vocab_size": vocab_size,
-        "corpus_tokens": n_tokens,
-        "sentences": int(sentence_starts.shape[0] - 1),
-        "chunks": int(n_chunks),
-        "trained_words": p.trained_words,
-        "epoch_losses": [round(x, 6) for x in p.epoch_losses],
-        "final_loss": round(p.epoch_losses[-1], 6),
-        **figures_so_far,
-        "startup_seconds": round(startup_seconds, 3),
-        "train_seconds": round(p.train_seconds, 3),
-        "words_per_second": round(n_tokens * s.epochs / max(p.train_seconds, 1e-9)),
-        "checkpoints": p.checkpoints,
-        "checkpoint_seconds": round(checkpoint_seconds, 3),
-        "sessions": p.sessions,
-    }
+    write_vocab(os.path.join(modeldir, VOCAB_NAME), words, counts)
+    n_tokens = int(counts.sum())
     info = {
         "format": MODEL_FORMAT, "version": MODEL_VERSION, "complete": True,
-        "vocab_size": vocab_size, "dim": s.dim,
+        "vocab_size": len(words), "dim": s.dim,
         "settings": {**run["settings"], "threads": s.threads},
-        "figures": figures,
+        "figures": _figures(p, n_tokens, s, figures),
         "workdir": run["workdir"],
         "init_from": run.get("init_from"),
         "warm_start": run.get("warm_start"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
     }
-    write_json(os.path.join(modeldir, "model.json"), info)
+    write_json(os.path.join(modeldir, MODEL_NAME), info)
     checkpoint.fsync_path(modeldir)
     # The model is finished and marked so; what follows is tidying up.
     try:
@@ -595,3 +630,24 @@ def _run(corpus, words, counts, s, run, modeldir, resuming, progress, checkpoint
         pass
     checkpoint.remove_all(modeldir)
     return info
+
+
+def _figures(p, n_tokens, s, figures):
+    """model.json's figures: sizes, losses and times (docs/formats.md)."""
+    return {
+        "vocab_size": figures["vocab_size"],
+        "corpus_tokens": n_tokens,
+        "sentences": figures["sentences"],
+        "chunks": figures["chunks"],
+        "trained_words": p.trained_words,
+        "epoch_losses": [round(x, 6) for x in p.epoch_losses],
+        "final_loss": round(p.epoch_losses[-1], 6),
+        "encode_seconds": figures["encode_seconds"],
+        "encoding_reused": figures["encoding_reused"],
+        "startup_seconds": figures["startup_seconds"],
+        "train_seconds": round(p.train_seconds, 3),
+        "words_per_second": round(n_tokens * s.epochs / max(p.train_seconds, 1e-9)),
+        "checkpoints": p.checkpoints,
+        "checkpoint_seconds": figures["checkpoint_seconds"],
+        "sessions": p.sessions,
+    }

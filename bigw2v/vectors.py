@@ -16,9 +16,8 @@ import os
 import numpy as np
 
 from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
+from bigw2v.modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
 
-MODEL_FORMAT = "bigw2v-model"
-MODEL_VERSION = 1
 
 # Rows per block when a whole-matrix operation is done piecewise: bounds the
 # float64 temporaries to tens of megabytes whatever the vocabulary size.
@@ -202,7 +201,7 @@ def load(modeldir, mmap=True):
     # Resolve a published link (e.g. models/latest) once: every file below is then
     # read from one directory, even if the link is switched meanwhile.
     directory = os.path.realpath(modeldir)
-    meta_path = os.path.join(directory, "model.json")
+    meta_path = os.path.join(directory, MODEL_NAME)
     if not os.path.isdir(directory) or not os.path.isfile(meta_path):
         raise MissingInputError(f"{modeldir} is not a bigw2v model directory (no model.json)")
     try:
@@ -221,7 +220,7 @@ def load(modeldir, mmap=True):
         raise InputDataError(f"{modeldir}: the model is incomplete: training did not finish")
 
     vocab_path = os.path.join(directory, "vocab.parquet")
-    vectors_path = os.path.join(directory, "vectors.npy")
+    vectors_path = os.path.join(directory, VECTORS_NAME)
     for path in (vocab_path, vectors_path):
         if not os.path.isfile(path):
             raise MissingInputError(f"{modeldir}: model file {os.path.basename(path)} is missing")

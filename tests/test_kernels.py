@@ -125,10 +125,14 @@ def run_chunks(skipgram, hs, negative, sample=1e-3, seed=7, epochs=1, problem=No
         loss = np.zeros(n_chunks)
         terms = np.zeros(n_chunks, np.int64)
         trained = np.zeros(n_chunks, np.int64)
-        kernels.train_chunks(ids, skipgram, tokens, sentence_starts, chunk_starts, keep, accept,
-                             alias, tables.sigmoid_table(), *paths, tables.longest_path(paths[0]), inputs, outputs, nodes, 3, negative, hs, True,
-                             np.float32(0.05), np.float32(0.0001), epoch, epochs, seed,
-                             loss, terms, trained)
+        kernels.train_chunks(
+            ids, epoch, kernels.CorpusArrays(tokens, sentence_starts, chunk_starts),
+            kernels.SamplingTables(keep, accept, alias, tables.sigmoid_table(), *paths,
+                                   tables.longest_path(paths[0])),
+            kernels.Weights(inputs, outputs, nodes),
+            kernels.KernelParams(skipgram, 3, negative, hs, True, np.float32(0.05),
+                                 np.float32(0.0001), epochs, seed),
+            loss, terms, trained)
         losses.append(loss.sum() / terms.sum())
         trained_total += trained.sum()
     return inputs, outputs, nodes, losses, trained_total, tokens.shape[0] * epochs
@@ -156,7 +160,7 @@ def test_subsampling_drops_frequent_words_at_the_expected_rate():
     assert trained == pytest.approx(expected, rel=0.02)
 
 
-def test_chunks_are_reproducible_whatever_the_thread_count():
+def test_chunks_are_reproducible_at_a_fixed_seed():
     import numba
     before = numba.get_num_threads()
     try:
@@ -168,6 +172,84 @@ def test_chunks_are_reproducible_whatever_the_thread_count():
         numba.set_num_threads(before)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
+
+
+def disjoint_problem(n_chunks=16, sentences=8, length=40, seed=3):
+    """Two vocabularies that never meet, in alternate chunks, each with its own Huffman tree.
+
+    Words 0..19 fill the even chunks, words 20..49 the odd ones; with hierarchical
+    softmax alone (no noise words, drawn from the whole vocabulary) chunks 2k and
+    2k+1 read and write disjoint rows of every matrix, so running them at the same
+    time on two threads cannot change what either computes.
+    """
+    rng = np.random.default_rng(seed)
+    groups = [np.sort(rng.integers(5, 1000, 20))[::-1], np.sort(rng.integers(5, 1000, 30))[::-1]]
+    counts = np.concatenate(groups).astype(np.int64)
+    first = [0, groups[0].shape[0]]
+    tokens = np.concatenate([
+        first[c % 2] + rng.choice(groups[c % 2].shape[0], size=sentences * length,
+                                  p=groups[c % 2] / groups[c % 2].sum())
+        for c in range(n_chunks)]).astype(np.uint32)
+    sentence_starts = np.arange(0, tokens.shape[0] + 1, length, dtype=np.int64)
+    chunk_starts = np.arange(0, n_chunks * sentences + 1, sentences, dtype=np.int64)
+    (sa, na, ca), (sb, nb, cb) = (tables.huffman_paths(g) for g in groups)
+    paths = (np.concatenate([sa, sb[1:] + sa[-1]]),
+             np.concatenate([na, nb + (first[1] - 1)]).astype(np.int32),  # tree A has 19 nodes
+             np.concatenate([ca, cb]))
+    return counts, tokens, sentence_starts, chunk_starts, paths
+
+
+def train_disjoint(skipgram, threads, batches, epochs=2):
+    """Train ``disjoint_problem`` with ``threads`` threads, chunk ids in ``batches`` per call."""
+    import numba
+    counts, tokens, sentence_starts, chunk_starts, paths = disjoint_problem()
+    vocab, dim = counts.shape[0], 16
+    rng = np.random.default_rng(0)
+    inputs = ((rng.random((vocab, dim)) - 0.5) / dim).astype(np.float32)
+    nodes = np.zeros((vocab - 1, dim), np.float32)
+    unused = np.zeros((1, dim), np.float32)
+    accept, alias = tables.noise_alias_table(counts)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(threads)
+        assert numba.get_num_threads() == threads
+        for epoch in range(epochs):
+            for ids in batches:
+                ids = np.asarray(ids, dtype=np.int64)
+                n = ids.shape[0]
+                kernels.train_chunks(
+                    ids, epoch, kernels.CorpusArrays(tokens, sentence_starts, chunk_starts),
+                    kernels.SamplingTables(tables.keep_thresholds(counts, 1e-2), accept, alias,
+                                           tables.sigmoid_table(), *paths,
+                                           tables.longest_path(paths[0])),
+                    kernels.Weights(inputs, unused, nodes),
+                    kernels.KernelParams(skipgram, 3, 0, True, True, np.float32(0.05),
+                                         np.float32(0.0001), epochs, 5),
+                    np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    finally:
+        numba.set_num_threads(before)
+    return inputs, nodes
+
+
+@pytest.mark.parametrize("skipgram", [True, False])
+def test_chunks_on_disjoint_rows_give_the_same_bits_on_one_or_two_threads(skipgram):
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one core: no second thread to compare with")
+    pairs = [[c, c + 1] for c in range(0, 16, 2)]  # one chunk of each vocabulary per call
+    one = train_disjoint(skipgram, 1, pairs)
+    two = train_disjoint(skipgram, 2, pairs)
+    swapped = train_disjoint(skipgram, 2, [pair[::-1] for pair in pairs])
+    for a, b, c in zip(one, two, swapped):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    # A chunk's result depends on the weights it meets, the chunk, the epoch and the
+    # seed only: the even chunks alone give the first vocabulary's rows bit for bit,
+    # and leave the second's as they started.
+    alone = train_disjoint(skipgram, 2, [[c] for c in range(0, 16, 2)])
+    start = train_disjoint(skipgram, 1, [])
+    assert np.array_equal(alone[0][:20], one[0][:20]) and np.array_equal(alone[1][:19], one[1][:19])
+    assert np.array_equal(alone[0][20:], start[0][20:]) and not np.any(alone[1][19:])
+    assert not np.array_equal(one[0][20:], start[0][20:])  # the odd chunks did train
 
 
 def test_chunk_seed_depends_on_every_part():

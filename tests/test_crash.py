@@ -1,5 +1,6 @@
-"""Real processes: kill -9 at random moments, SIGTERM, and a second run refused with 75."""
+"""Real processes: kill -9 at fixed points, SIGTERM, and a second run refused with 75."""
 
+import json
 import os
 import signal
 import subprocess
@@ -9,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from bigw2v import checkpoint, lock
+from bigw2v import checkpoint, load, lock
 from bigw2v.trainer import train
+from killing import killed_at
 
-# 20 epochs of many small chunks, a checkpoint after every batch: about 2 s of
-# training, more than half of it inside checkpoints, so kills land in both.
+# 20 epochs of many small chunks: about 2 s of training, for a signal to land in.
 TRAIN_ARGS = ["--dim", "12", "--epochs", "20", "--threads", "1", "--chunk-words", "500",
               "--sample", "0", "--quiet"]
 
@@ -22,39 +23,84 @@ def bigw2v(*args, **kwargs):
     return [sys.executable, "-m", "bigw2v", *map(str, args)]
 
 
-def wait_for(predicate, timeout=60):
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
+# For the kill -9 tests: 3 epochs of 96 chunks of 500 words, 4 chunks a batch on one
+# thread (24 batches an epoch), a checkpoint after every batch.
+KILL_ARGS = ["--dim", "12", "--epochs", "3", "--threads", "1", "--chunk-words", "500",
+             "--sample", "0", "--checkpoint-every", "1e-9", "--quiet"]
+BATCH = "bigw2v.kernels.train_chunks"
 
 
-def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_vectors(
+def assert_unfinished(modeldir, newest_checkpoint):
+    """What a kill leaves: the run's record, no model, the newest checkpoint only, and
+    working weights ahead of that checkpoint (the killed batch had updated them)."""
+    names = os.listdir(modeldir)
+    assert "run.json" in names and "model.json" not in names, names
+    assert [n for n, _ in checkpoint.list_checkpoints(modeldir)] == [newest_checkpoint]
+    saved = os.path.join(modeldir, checkpoint.checkpoint_name(newest_checkpoint), "vectors.npy")
+    assert not np.array_equal(np.load(modeldir / "vectors.npy"), np.load(saved))
+
+
+def test_kill_9_twice_at_fixed_points_then_resume_gives_the_uninterrupted_vectors(
         planted_workdir, tmp_path):
     workdir = planted_workdir[0]
     modeldir = tmp_path / "m"
-    rng = np.random.default_rng()
-    delays = rng.uniform(0, 1.2, size=2)
-    for delay in delays:
-        proc = subprocess.Popen(bigw2v("train", workdir, "-o", modeldir, *TRAIN_ARGS,
-                                       "--checkpoint-every", "1e-9", "--resume"),
-                                stderr=subprocess.PIPE)
-        # Training has started once a checkpoint exists (or the run ended already).
-        wait_for(lambda: proc.poll() is not None or checkpoint.list_checkpoints(modeldir))
-        time.sleep(delay)
-        proc.kill()
-        proc.wait()
+    command = ["train", workdir, "-o", modeldir, *KILL_ARGS]
+    # Killed right after batch 2 trained, before its checkpoint: checkpoint 1 is the newest.
+    stderr = killed_at(BATCH, 2, argv=command)
+    assert "Traceback" not in stderr
+    assert_unfinished(modeldir, 1)
+    # The resumed run killed after its 6th batch (epoch 1, batch 7; checkpoints 2..6 written).
+    stderr = killed_at(BATCH, 6, argv=command + ["--resume"])
+    assert "resuming" in stderr and "checkpoint-000001" in stderr
+    assert_unfinished(modeldir, 6)
     r = subprocess.run(bigw2v("train", workdir, "-o", modeldir, "--resume", "--json"),
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, (delays, r.stderr)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["figures"]["sessions"] == 3
+    assert "checkpoint-000006" in r.stderr
+    assert "model.json" in os.listdir(modeldir) and "run.json" not in os.listdir(modeldir)
     reference = tmp_path / "ref"
-    train(workdir, str(reference), dim=12, epochs=20, threads=1, chunk_words=500, sample=0,
+    train(workdir, str(reference), dim=12, epochs=3, threads=1, chunk_words=500, sample=0,
           progress=False)
     for name in ("vectors.npy", "output_vectors.npy"):
         ours = np.load(modeldir / name)
         assert np.all(np.isfinite(ours))
-        assert np.array_equal(ours, np.load(reference / name)), (name, delays, r.stderr)
+        assert np.array_equal(ours, np.load(reference / name)), name
+
+
+def topic_purity(modeldir, topics):
+    """Mean share, over all planted words, of their nearest neighbours in their own topic."""
+    vectors = load(str(modeldir))
+    shares = []
+    for topic in topics:
+        for word in topic:
+            near = [w for w, _ in vectors.most_similar(word, topn=len(topic) - 1)]
+            shares.append(sum(w in topic for w in near) / len(near))
+    return float(np.mean(shares))
+
+
+def test_a_killed_two_thread_run_resumes_to_vectors_as_good_as_one_threads(
+        planted_workdir, tmp_path):
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one core: no second thread")
+    workdir, topics, _ = planted_workdir
+    modeldir = tmp_path / "m"
+    args = ["--dim", "12", "--epochs", "3", "--chunk-words", "500", "--sample", "0",
+            "--checkpoint-every", "1e-9", "--quiet"]
+    killed_at(BATCH, 3, argv=["train", workdir, "-o", modeldir, *args, "--threads", "2"])
+    assert_unfinished(modeldir, 2)
+    r = subprocess.run(bigw2v("train", workdir, "-o", modeldir, "--resume", "--json"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    two = json.loads(r.stdout)
+    assert two["settings"]["threads"] == 2 and two["figures"]["sessions"] == 2
+    one = train(workdir, str(tmp_path / "one"), dim=12, epochs=3, threads=1, chunk_words=500,
+                sample=0, progress=False)
+    # Hogwild on two threads is not bit-reproducible; its quality must be one thread's.
+    assert two["figures"]["final_loss"] == pytest.approx(one["figures"]["final_loss"], rel=0.01)
+    purity_one, purity_two = topic_purity(tmp_path / "one", topics), topic_purity(modeldir, topics)
+    assert purity_one > 0.95 and purity_two > 0.95, (purity_one, purity_two)
 
 
 def test_sigterm_checkpoints_and_exits_130_then_resume_finishes(planted_workdir, tmp_path):

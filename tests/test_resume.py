@@ -6,30 +6,23 @@ import shutil
 import numpy as np
 import pytest
 
-from bigw2v import checkpoint, kernels, load
+from bigw2v import checkpoint, load
 from bigw2v.errors import InputDataError, UsageError
 from bigw2v.trainer import train
+from killing import killed_at
 
 # Small chunks so that a tiny corpus still makes many batches to stop between.
 RUN = dict(dim=12, epochs=2, threads=1, chunk_words=500, sample=0, progress=False)
+BATCH = "bigw2v.kernels.train_chunks"
 
 
-class Killed(BaseException):
-    """Stands for kill -9: nothing of the trainer's cleanup may depend on it."""
-
-
-def kill_after(monkeypatch, module, name, calls):
-    """Make ``module.name`` raise Killed on its ``calls``-th call."""
-    real = getattr(module, name)
-    count = {"n": 0}
-
-    def wrapper(*args, **kwargs):
-        count["n"] += 1
-        if count["n"] == calls:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
+def killed_run(workdir, modeldir, function, call, when="after"):
+    """A RUN checkpointing after every batch, killed by SIGKILL at a fixed point (no
+    cleanup of any kind runs: see killing.py)."""
+    killed_at(function, call, when, train=([workdir, modeldir],
+                                           dict(checkpoint_every=1e-9, **RUN)))
+    names = os.listdir(modeldir)
+    assert "run.json" in names and "model.json" not in names, names
 
 
 def weights(modeldir):
@@ -45,15 +38,16 @@ def reference(planted_workdir, tmp_path_factory):
 
 
 def test_a_run_killed_mid_epoch_resumes_to_bit_identical_vectors(planted_workdir, reference,
-                                                                  tmp_path, monkeypatch):
+                                                                  tmp_path):
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    kill_after(monkeypatch, kernels, "train_chunks", 30)  # in epoch 2 of 2 (24 batches each)
-    with pytest.raises(Killed):
-        train(workdir, modeldir, checkpoint_every=1e-9, **RUN)
-    monkeypatch.undo()
-    assert not os.path.exists(os.path.join(modeldir, "model.json"))
-    assert len(checkpoint.list_checkpoints(modeldir)) == 1
+    # Killed after batch 29 (epoch 2 of 2, 24 batches each), before its checkpoint.
+    killed_run(workdir, modeldir, BATCH, 29)
+    (number, newest), = checkpoint.list_checkpoints(modeldir)
+    assert number == 28
+    # The working weights are ahead of the checkpoint: the resume must not trust them.
+    assert not np.array_equal(np.load(os.path.join(modeldir, "vectors.npy")),
+                              np.load(os.path.join(newest, "vectors.npy")))
     info = train(workdir, modeldir, resume=True, progress=False)  # settings: the run's
     assert info["figures"]["sessions"] == 2 and info["settings"]["chunk_words"] == 500
     for ours, theirs in zip(weights(modeldir), weights(reference[0])):
@@ -67,16 +61,12 @@ def test_a_run_killed_mid_epoch_resumes_to_bit_identical_vectors(planted_workdir
 
 @pytest.mark.parametrize("copy_call", [2, 4])
 def test_a_kill_inside_a_checkpoint_leaves_the_previous_one_usable(planted_workdir, reference,
-                                                                    tmp_path, monkeypatch,
-                                                                    copy_call):
-    # Each checkpoint copies two files: call 2 dies inside the first checkpoint
-    # (no checkpoint yet: the run restarts), call 4 inside the second.
+                                                                    tmp_path, copy_call):
+    # Each checkpoint copies two files: killed before copy 2, inside the first checkpoint
+    # (no checkpoint yet: the run restarts), before copy 4 inside the second.
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    kill_after(monkeypatch, checkpoint, "copy_file", copy_call)
-    with pytest.raises(Killed):
-        train(workdir, modeldir, checkpoint_every=1e-9, **RUN)
-    monkeypatch.undo()
+    killed_run(workdir, modeldir, "bigw2v.checkpoint.copy_file", copy_call, when="before")
     assert any(n.endswith(".tmp") for n in os.listdir(modeldir))  # the half-written copy
     assert len(checkpoint.list_checkpoints(modeldir)) == copy_call // 2 - 1
     train(workdir, modeldir, resume=True, progress=False)
@@ -84,17 +74,23 @@ def test_a_kill_inside_a_checkpoint_leaves_the_previous_one_usable(planted_workd
         assert np.array_equal(ours, theirs)
 
 
-def stopped_run(workdir, modeldir, monkeypatch, batches=10):
-    kill_after(monkeypatch, kernels, "train_chunks", batches)
-    with pytest.raises(Killed):
-        train(workdir, modeldir, checkpoint_every=1e-9, **RUN)
-    monkeypatch.undo()
+@pytest.fixture(scope="module")
+def killed_once(planted_workdir, tmp_path_factory):
+    """A run killed after batch 9 (checkpoint 8 the newest), made once; tests take copies."""
+    modeldir = str(tmp_path_factory.mktemp("killed") / "m")
+    killed_run(planted_workdir[0], modeldir, BATCH, 9)
+    assert [n for n, _ in checkpoint.list_checkpoints(modeldir)] == [8]
+    return modeldir
 
 
-def test_an_unfinished_run_needs_resume_or_force(planted_workdir, tmp_path, monkeypatch):
+def stopped_run(killed_once, modeldir):
+    shutil.copytree(killed_once, modeldir, symlinks=True)
+
+
+def test_an_unfinished_run_needs_resume_or_force(planted_workdir, killed_once, tmp_path):
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    stopped_run(workdir, modeldir, monkeypatch)
+    stopped_run(killed_once, modeldir)
     with pytest.raises(UsageError, match="unfinished run .*--resume.*--force"):
         train(workdir, modeldir, **RUN)
     with pytest.raises(UsageError, match="contradict"):
@@ -108,11 +104,11 @@ def test_an_unfinished_run_needs_resume_or_force(planted_workdir, tmp_path, monk
     ({"model": "cbow"}, "model cbow"),
     ({"epochs": 3}, "epochs 3"),
 ])
-def test_resume_with_contradicting_settings_is_refused(planted_workdir, tmp_path, monkeypatch,
+def test_resume_with_contradicting_settings_is_refused(planted_workdir, killed_once, tmp_path,
                                                         overrides, message):
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    stopped_run(workdir, modeldir, monkeypatch)
+    stopped_run(killed_once, modeldir)
     with pytest.raises(UsageError, match=message):
         train(workdir, modeldir, resume=True, progress=False, **overrides)
     # Threads do not change the result: they may differ.
@@ -120,7 +116,7 @@ def test_resume_with_contradicting_settings_is_refused(planted_workdir, tmp_path
     assert info["settings"]["threads"] == 2 and info["settings"]["dim"] == 12
 
 
-def test_resume_on_a_workdir_counted_again_is_refused(tmp_path, monkeypatch):
+def test_resume_on_a_workdir_counted_again_is_refused(tmp_path):
     from bigw2v.counter import count
     from conftest import planted_topics
     corpus = tmp_path / "c.txt"
@@ -128,7 +124,7 @@ def test_resume_on_a_workdir_counted_again_is_refused(tmp_path, monkeypatch):
     workdir = str(tmp_path / "w")
     count([str(corpus)], workdir, min_count=1, threads=1, progress=False)
     modeldir = str(tmp_path / "m")
-    stopped_run(workdir, modeldir, monkeypatch, batches=3)
+    killed_run(workdir, modeldir, BATCH, 2)
     with open(corpus, "a") as f:
         f.write("more words here\n")
     count([str(corpus)], workdir, min_count=1, threads=1, progress=False)
@@ -150,10 +146,10 @@ def damage(path, how):
 
 @pytest.mark.parametrize("how,message", [("truncated", "truncated"),
                                          ("flipped", "checksum mismatch")])
-def test_a_damaged_checkpoint_is_detected(planted_workdir, tmp_path, monkeypatch, how, message):
+def test_a_damaged_checkpoint_is_detected(planted_workdir, killed_once, tmp_path, how, message):
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    stopped_run(workdir, modeldir, monkeypatch)
+    stopped_run(killed_once, modeldir)
     (_, newest), = checkpoint.list_checkpoints(modeldir)
     damage(os.path.join(newest, "vectors.npy"), how)
     with pytest.raises(InputDataError, match=f"{message}.*--force"):
@@ -161,10 +157,10 @@ def test_a_damaged_checkpoint_is_detected(planted_workdir, tmp_path, monkeypatch
 
 
 def test_a_damaged_checkpoint_falls_back_to_an_older_complete_one(planted_workdir, reference,
-                                                                   tmp_path, monkeypatch):
+                                                                   killed_once, tmp_path):
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    stopped_run(workdir, modeldir, monkeypatch)
+    stopped_run(killed_once, modeldir)
     (n, good), = checkpoint.list_checkpoints(modeldir)
     # Two checkpoints, as after a kill between renaming a new one into place and
     # deleting the old one; the newer one damaged.

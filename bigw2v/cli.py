@@ -1,13 +1,6 @@
 """The ``bigw2v`` command line: argument parsing and printing only.
 
-Exit codes: 0 done; 2 bad command line (argparse); 64 bad option values
-(also: an unfinished run without --resume/--force, --resume with settings
-that contradict the run); 65 unusable input data (also: a damaged
-checkpoint, a workdir counted again under a run being resumed); 66 missing
-input; 73 cannot write output; 74 I/O failure (e.g. disk full; also: the
-preflight check finds too little memory or disk); 75 locked by
-another run (try again later); 1 anything else (a bug: please report it);
-130 interrupted (SIGINT or SIGTERM; training writes a checkpoint first).
+Exit codes: ``errors.EXIT_CODES`` (also in every command's --help).
 """
 
 import argparse
@@ -18,13 +11,12 @@ import os
 import sys
 import traceback
 
-from .errors import Bigw2vError
+from dataclasses import fields
 
-EPILOG_EXIT_CODES = """exit codes: 0 done, 2 bad command line, 64 bad option value,
-65 unusable input, 66 missing input, 73 cannot write output, 74 I/O error
-(e.g. disk full; or too little memory or disk, found before starting), 75
-locked by another run (try later), 130 interrupted (training checkpoints
-first: --resume continues), 1 internal error"""
+from .errors import EXIT_INTERNAL, EXIT_IO, Bigw2vError, Interrupted, exit_codes_text
+from .settings import TrainSettings
+
+EPILOG_EXIT_CODES = exit_codes_text()
 
 
 def _int_at_least(low):
@@ -228,9 +220,8 @@ def cmd_count(args):
           f"-> {os.path.join(args.output, 'vocab.parquet')}", file=sys.stderr)
 
 
-TRAIN_OPTIONS = ("model", "dim", "window", "negative", "hs", "sample", "epochs", "alpha",
-                 "min_alpha", "min_count", "max_vocab", "threads", "seed", "cbow_mean",
-                 "chunk_words")
+# Every training setting is a `train` option of the same name (dashes for underscores).
+TRAIN_OPTIONS = tuple(f.name for f in fields(TrainSettings))
 
 
 def cmd_train(args):
@@ -325,7 +316,7 @@ def main(argv=None):
         return e.exit_code
     except KeyboardInterrupt:
         print(f"bigw2v {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return Interrupted.exit_code
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -334,18 +325,18 @@ def main(argv=None):
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             print(f"bigw2v {args.command}: error: no space left on device"
                   f"{' writing ' + e.filename if e.filename else ''}", file=sys.stderr)
-            return 74
+            return EXIT_IO
         print(f"bigw2v {args.command}: error: {e}", file=sys.stderr)
-        return 74
+        return EXIT_IO
     except MemoryError:
         print(f"bigw2v {args.command}: error: out of memory; lower --max-vocab or --dim, "
               "or raise --min-count", file=sys.stderr)
-        return 74
+        return EXIT_IO
     except Exception:  # a bug: say so, with what is needed to report it
         traceback.print_exc()
         print(f"bigw2v {args.command}: internal error (a bug in bigw2v; please report it "
               "with the traceback above)", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
     return 0
 
 
@@ -364,7 +355,7 @@ def run(argv=None):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing more can be said
-            code = code or 74
+            code = code or EXIT_IO
     os._exit(code)
 
 

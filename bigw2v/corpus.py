@@ -67,8 +67,11 @@ _SNIFF_BYTES = 10
 # that happens to start with "BZh" from being taken for bzip2.
 _BZ2_BLOCK_MAGICS = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
 
-_SEPARATOR_RUN = re.compile(rb"[ \t\r\n]+")
-_SEPARATORS = (b" ", b"\n", b"\t", b"\r")
+# The C tool's word separators (module docstring); a LF also ends a sentence.
+# The one home of these bytes: the Numba tokenizer (wordtable.py) takes them from here.
+SPACE, TAB, CR, LF = 0x20, 0x09, 0x0D, 0x0A
+SEPARATOR_BYTES = bytes((SPACE, TAB, CR, LF))
+_SEPARATOR_RUN = re.compile(b"[" + re.escape(SEPARATOR_BYTES) + b"]+")
 
 
 @dataclass(frozen=True)
@@ -493,6 +496,11 @@ def _map(file, path: str, size: int, start: int, stop: int) -> np.ndarray:
     return np.frombuffer(mapped, np.uint8)[start - base:]
 
 
+def _is_separator(window: np.ndarray) -> np.ndarray:
+    """Which bytes of ``window`` are separators (a bool array)."""
+    return (window == SPACE) | (window == LF) | (window == TAB) | (window == CR)
+
+
 def _last_separator_in(window: np.ndarray) -> int:
     """Index of the last separator byte in the window, or -1; looks at the end first."""
     n = window.shape[0]
@@ -500,7 +508,7 @@ def _last_separator_in(window: np.ndarray) -> int:
     while True:
         lo = max(0, n - span)
         tail = window[lo:]
-        hits = np.flatnonzero((tail == 32) | (tail == 10) | (tail == 9) | (tail == 13))
+        hits = np.flatnonzero(_is_separator(tail))
         if hits.shape[0]:
             return lo + int(hits[-1])
         if lo == 0:
@@ -514,7 +522,7 @@ def _next_separator_at(file, path: str, size: int, start: int) -> int:
     step = 1 << 20
     while start < size:
         window = _map(file, path, size, start, min(size, start + step))
-        hits = np.flatnonzero((window == 32) | (window == 10) | (window == 9) | (window == 13))
+        hits = np.flatnonzero(_is_separator(window))
         if hits.shape[0]:
             return start + int(hits[0])
         start += window.shape[0]
@@ -522,11 +530,11 @@ def _next_separator_at(file, path: str, size: int, start: int) -> int:
 
 
 def _last_separator(buf: bytes) -> int:
-    return max(buf.rfind(sep) for sep in _SEPARATORS)
+    return max(buf.rfind(sep) for sep in SEPARATOR_BYTES)
 
 
 def _first_separator(buf: bytes) -> int:
-    found = [i for i in (buf.find(sep) for sep in _SEPARATORS) if i >= 0]
+    found = [i for i in (buf.find(sep) for sep in SEPARATOR_BYTES) if i >= 0]
     return min(found) if found else -1
 
 

@@ -6,6 +6,9 @@ Codes follow sysexits(3) where one fits, so cron wrappers can tell
 "fix your input" from "try again later".
 """
 
+# The classes below differ only in their exit code and docstring, on purpose:
+# one class per exit code, so code raises what went wrong and the CLI maps it.
+
 
 class Bigw2vError(Exception):
     """Base class: a failure the user can act on. Exit code 1."""
@@ -51,3 +54,36 @@ class ResourceError(Bigw2vError):
     """
 
     exit_code = 74
+
+
+class Interrupted(Bigw2vError):
+    """SIGINT or SIGTERM during training: stopped after a checkpoint."""
+
+    exit_code = 130
+
+
+# Exit codes that are not an error class's.
+EXIT_COMMAND_LINE = 2     # argparse's code for a bad command line
+EXIT_INTERNAL = Bigw2vError.exit_code
+EXIT_IO = ResourceError.exit_code   # any OSError the command did not expect: disk full, ...
+
+# Every exit code of the ``bigw2v`` command with its meaning: the one table the
+# CLI's --help epilog is built from (the README repeats it for readers).
+EXIT_CODES = (
+    (0, "done"),
+    (EXIT_COMMAND_LINE, "bad command line"),
+    (UsageError.exit_code, "bad option value"),
+    (InputDataError.exit_code, "unusable input"),
+    (MissingInputError.exit_code, "missing input"),
+    (OutputError.exit_code, "cannot write output"),
+    (EXIT_IO, "I/O error (e.g. disk full; or too little memory or disk, found before "
+              "starting)"),
+    (LockedError.exit_code, "locked by another run (try later)"),
+    (Interrupted.exit_code, "interrupted (training checkpoints first: --resume continues)"),
+    (EXIT_INTERNAL, "internal error (a bug: please report it)"),
+)
+
+
+def exit_codes_text():
+    """The exit-code table as one paragraph, for --help."""
+    return "exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES)

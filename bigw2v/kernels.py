@@ -216,6 +216,10 @@ def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
                 row_out = out_matrix[out_rows[o]]
                 for k in range(dim):
                     grad[k] += g * row_out[k]
+    # The same step as the loop above with the roles swapped, looped output-major
+    # so that each output row is loaded and stored once per window; left written
+    # out, as the hot loops' shape was measured (a helper for both would have to
+    # be inlined to cost nothing: see wordtable.py's notes).
     for o in range(n_out):
         row_out = out_matrix[out_rows[o]]
         for b in range(n_contexts):

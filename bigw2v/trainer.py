@@ -38,7 +38,7 @@ import psutil
 from . import checkpoint, kernels, lock, preflight, tables
 from .atomic import write_json
 from .encode import encode, encoding_key
-from .errors import Bigw2vError, InputDataError, MissingInputError, UsageError
+from .errors import InputDataError, Interrupted, MissingInputError, UsageError
 from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORMAT,
                        MODEL_VERSION, HS_VECTORS_NAME, OUTPUT_VECTORS_NAME, VECTORS_NAME,
                        check_model_dir, clear_model_dir, describe_run, finished_model,
@@ -57,12 +57,6 @@ CHECKPOINT_EVERY = 600.0
 EPOCH_CHECKPOINT_GAP = 5.0
 # Settings that may differ when a run is resumed: they do not change the result.
 RESUME_MAY_CHANGE = ("threads",)
-
-
-class Interrupted(Bigw2vError):
-    """SIGINT or SIGTERM during training: stopped after a checkpoint (exit 130)."""
-
-    exit_code = 130
 
 
 @dataclass

@@ -25,7 +25,7 @@ ROW_BLOCK = 65536
 
 # Bytes the C tool and gensim treat as word separators; a word containing one
 # cannot be written in the word2vec formats and read back as the same word.
-SEPARATOR_BYTES = (9, 10, 11, 12, 13, 32)
+VECTOR_FILE_SEPARATORS = (9, 10, 11, 12, 13, 32)
 
 
 class UnknownWordError(InputDataError, KeyError):
@@ -259,9 +259,9 @@ def _encode_words(words):
     """UTF-8 word prefixes (word + space), refusing words the formats cannot hold."""
     prefixes = [w.encode("utf-8") + b" " for w in words]
     joined = np.frombuffer(b"".join(prefixes), dtype=np.uint8)
-    separators = np.count_nonzero(np.isin(joined, SEPARATOR_BYTES))
+    separators = np.count_nonzero(np.isin(joined, VECTOR_FILE_SEPARATORS))
     if separators != len(prefixes) or any(len(p) == 1 for p in prefixes):
-        bad = next(w for w in words if not w or any(ord(ch) in SEPARATOR_BYTES for ch in w))
+        bad = next(w for w in words if not w or any(ord(ch) in VECTOR_FILE_SEPARATORS for ch in w))
         raise InputDataError(
             f"word {bad!r} is empty or contains whitespace; it cannot be written in word2vec format"
         )

@@ -60,7 +60,7 @@ _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
 _U64 = np.uint64
-_SPACE, _TAB, _CR, _LF = 32, 9, 13, 10
+_SPACE, _TAB, _CR, _LF = corpus.SPACE, corpus.TAB, corpus.CR, corpus.LF
 # Each separator byte repeated in all 8 bytes of a word.
 _SPACES, _TABS, _CRS, _LFS = (_ONES * np.uint64(c) for c in (_SPACE, _TAB, _CR, _LF))
 

@@ -52,7 +52,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from bigw2v.errors import InputDataError, MissingInputError, UsageError
+from .errors import InputDataError, MissingInputError, UsageError
 
 MAX_WORD_BYTES = 1000
 MAX_SENTENCE_WORDS = 10000

@@ -44,16 +44,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bigw2v import corpus as corpus_io
-from bigw2v import lock
-from bigw2v.atomic import write_json
-from bigw2v.errors import InputDataError, OutputError, UsageError
-from bigw2v.pool import ordered_map
-from bigw2v.progress import progress_bar
-from bigw2v.runs import (PARTITIONS, RunWriter, WrittenRuns, group_key, merge_runs,
+from . import corpus as corpus_io
+from . import lock
+from .atomic import write_json
+from .errors import InputDataError, OutputError, UsageError
+from .pool import ordered_map
+from .progress import progress_bar
+from .runs import (PARTITIONS, RunWriter, WrittenRuns, group_key, merge_runs,
                          read_group_records, reusable_groups, sort_vocab, write_group_record)
-from bigw2v.wordtable import WordTable
-from bigw2v.workdir import (COUNT_FORMAT, COUNT_VERSION, MANIFEST_NAME, RUNS_DIR, VOCAB_NAME,
+from .wordtable import WordTable
+from .workdir import (COUNT_FORMAT, COUNT_VERSION, MANIFEST_NAME, RUNS_DIR, VOCAB_NAME,
                             clear_old_count, old_manifest, write_parquet_atomic)
 
 log = logging.getLogger("bigw2v")
@@ -384,7 +384,7 @@ def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room
                  "dropping %d no longer named", len(plan.to_count), len(plan.reused),
                  len(plan.dropped))
     if check_room:
-        from bigw2v.preflight import check_count
+        from .preflight import check_count
         check_count(workdir, plan.to_count, runs_root, plan.keep_runs)
     clear_old_count(workdir, keep_runs=plan.keep_runs,
                     drop_encodings=bool(plan.to_count or plan.dropped))

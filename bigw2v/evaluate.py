@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from bigw2v.errors import InputDataError, MissingInputError, UsageError
-from bigw2v.vectors import unit_rows
+from .errors import InputDataError, MissingInputError, UsageError
+from .vectors import unit_rows
 
 # Questions scored per matrix product: [batch, restrict_vocab] float32 scores
 # are ~120 MB at 30,000 words, small enough, and large enough for BLAS to be

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from bigw2v.prefetch import prefetch_2d as _prefetch
+from .prefetch import prefetch_2d as _prefetch
 
 KEEP_ALWAYS = np.uint32(0xFFFFFFFF)
 

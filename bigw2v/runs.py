@@ -28,10 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bigw2v import corpus as corpus_io
-from bigw2v.atomic import atomic_write, write_json
-from bigw2v.wordtable import WordTable, partition_of
-from bigw2v.workdir import (INPUT_RECORD, RUNS_DIR, SHARDS_DIR, VOCAB_SCHEMA, listdir,
+from . import corpus as corpus_io
+from .atomic import atomic_write, write_json
+from .wordtable import WordTable, partition_of
+from .workdir import (INPUT_RECORD, RUNS_DIR, SHARDS_DIR, VOCAB_SCHEMA, listdir,
                             part_name, write_parquet_atomic)
 
 PARTITIONS = 16

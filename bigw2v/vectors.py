@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from bigw2v.errors import InputDataError, MissingInputError, OutputError, UsageError
-from bigw2v.modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
+from .errors import InputDataError, MissingInputError, OutputError, UsageError
+from .modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
 
 
 # Rows per block when a whole-matrix operation is done piecewise: bounds the

@@ -48,8 +48,8 @@ from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-from bigw2v import corpus
-from bigw2v.prefetch import prefetch
+from . import corpus
+from .prefetch import prefetch
 
 KEY_BYTES = corpus.MAX_WORD_BYTES + 1
 UNRESOLVED = np.uint32(0xFFFFFFFF)  # an encode placeholder for a word only Python can canonicalise

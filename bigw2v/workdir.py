@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigw2v.atomic import atomic_write
-from bigw2v.errors import InputDataError, MissingInputError, OutputError
+from .atomic import atomic_write
+from .errors import InputDataError, MissingInputError, OutputError
 
 COUNT_FORMAT = "bigw2v-count"
 COUNT_VERSION = 1

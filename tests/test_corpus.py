@@ -6,7 +6,6 @@ import io
 import lzma
 import os
 import random
-import re
 import sys
 import tracemalloc
 
@@ -422,10 +421,16 @@ def test_unreadable_file_is_reported_with_its_path(tmp_path, monkeypatch):
         corpus.expand_inputs([str(path)])
 
 
-def test_separator_regex_matches_module_rule():
-    # The exact path's regex must separate on exactly the four C separators.
+def test_both_paths_of_split_words_separate_on_exactly_the_four_c_separators():
+    # The rule, written once here: space, tab, CR and LF separate words; no other byte
+    # does (bytes.split() would also split on \x0b, \x0c and, in str, more).
+    rule = {0x20, 0x09, 0x0D, 0x0A}
+    assert set(corpus.SEPARATOR_BYTES) == rule
     for byte in range(256):
         b = bytes([byte])
-        expected = [] if b in (b" ", b"\t", b"\r", b"\n") else [b]
-        assert split_words(b) == expected
-        assert [w for w in re.split(rb"[ \t\r\n]+", b) if w] == expected
+        for tail in (b"", b"\x0b", b"\x0c"):  # a \x0b or \x0c takes corpus's regex path
+            block = b"x" + b + b + b"y" + tail
+            expected = [b"x", b"y" + tail] if byte in rule else [block]
+            assert split_words(block) == expected, (byte, tail)
+            assert split_words(b + b"z" + tail) == ([b"z" + tail] if byte in rule
+                                                    else [b + b"z" + tail])

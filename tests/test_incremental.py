@@ -14,7 +14,7 @@ from bigw2v.publish import publish
 from bigw2v.trainer import train
 from bigw2v.counter import count
 from bigw2v.runs import group_key, input_key
-from bigw2v.workdir import INPUT_RECORD, RUNS_DIR
+from bigw2v.workdir import INPUT_RECORD, RUNS_DIR, read_vocab
 from conftest import planted_topics
 
 OPTIONS = dict(min_count=2, threads=1, progress=False, spill_words=40)
@@ -193,10 +193,17 @@ def test_publish_switches_a_link_that_load_follows(old_and_grown, tmp_path):
     summary = publish(old, link)
     assert os.readlink(link) == os.path.realpath(old) == summary["model"]
     new = str(tmp_path / "new-model")
-    train(workdir, new, init_from=link, dim=10, epochs=1, progress=False)
-    assert load(new) is not None
+    info = train(workdir, new, init_from=link, dim=10, epochs=1, progress=False)
+    # Warm-started from the model the link named when training began.
+    assert info["init_from"] == os.path.realpath(old) and info["warm_start"]["known_words"] > 0
+    assert load(new).words == read_vocab(workdir)[0] != load(old).words
+    # Until the switch, readers of the link get the old model.
+    assert load(link).words == load(old).words
     publish(new, link)
-    assert os.readlink(link) == "new-model" and len(load(link)) == len(load(new))
+    assert os.readlink(link) == "new-model"
+    through_link, direct = load(link), load(new)
+    assert through_link.words == direct.words
+    assert np.array_equal(np.asarray(through_link.vectors), np.asarray(direct.vectors))
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
@@ -219,7 +226,11 @@ def test_publish_from_the_command_line(old_and_grown, tmp_path):
     assert r.returncode == 0 and "published" in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "bigw2v", "similar", tmp_path / "latest", "t0w0",
                         "-n", "2"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r.stderr
+    assert r.returncode == 0, r.stderr
+    shown = [line.split() for line in r.stdout.splitlines()]
+    expected = load(old).most_similar("t0w0", topn=2)
+    assert shown == [[f"{s:.4f}", w] for w, s in expected]
+    assert all(w.startswith("t0w") for w, _ in expected)
 
 
 def test_runs_recorded_by_the_one_input_layout_are_reused(texts, tmp_path):

@@ -224,20 +224,30 @@ def test_scanner_hashes_and_cuts_words_at_every_chunk_and_key_boundary():
             assert int(h) == reference_hash(word[:KEY_BYTES])
 
 
-def test_partitions_are_stable_hashes_of_the_utf8_word():
-    words = [f"word{i}" for i in range(1000)] + ["é", "😀"]
-    parts = word_partitions(words, 16)
-    assert parts.tolist() == word_partitions(list(words), 16).tolist()
-    assert set(parts.tolist()) == set(range(16))
-    # Fixed by the format (runs on disk rely on it): 8-byte little-endian
-    # chunks folded from a seed, xor the length; MurmurHash3's finaliser;
-    # high 32 bits.
-    assert int(word_hash(b"word0")) == reference_hash(b"word0")
-    h = reference_hash(b"word0")
+def reference_partition(word: bytes, partitions: int) -> int:
+    """The partition of a word in plain Python: MurmurHash3's finaliser of its hash, high
+    32 bits, modulo the number of partitions."""
+    h = reference_hash(word)
     for mult in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
         h = ((h ^ (h >> 33)) * mult) % 2**64
     h ^= h >> 33
-    assert parts[0] == (h >> 32) % 16
+    return (h >> 32) % partitions
+
+
+def test_partitions_are_stable_hashes_of_the_utf8_word():
+    # Fixed by the format (runs on disk rely on it): 8-byte little-endian
+    # chunks folded from a seed, xor the length; MurmurHash3's finaliser;
+    # high 32 bits.
+    words = [f"word{i}" for i in range(1000)] + ["é", "😀", "a" * 40, ""]
+    for word in words:
+        assert int(word_hash(word.encode())) == reference_hash(word.encode()), word
+    for partitions in (16, 7, 1):
+        parts = word_partitions(words, partitions)
+        assert parts.tolist() == [reference_partition(w.encode(), partitions) for w in words]
+        assert set(parts.tolist()) == set(range(partitions))
+    # Two values written out, so that a change to the reference above shows too.
+    assert int(word_hash(b"word0")) == 0x42F6868BE2FD9BF4
+    assert word_partitions(["word0", "word1"], 16).tolist() == [15, 6]
 
 
 def test_warm_up_runs_every_kernel_python_calls():

@@ -155,8 +155,17 @@ def test_count_refuses_a_disk_smaller_than_the_text_and_keeps_the_old_count(tmp_
     manifest = count([str(corpus)], workdir, min_count=1, threads=1, progress=False,
                      preflight=False)
     assert manifest["totals"]["tokens"] == 15001
-    room["disk"] = size  # the old runs and shards are replaced: they count as free
-    count([str(corpus)], workdir, min_count=2, threads=1, progress=False)
+    # The old count's runs and shards are replaced: they count as free, so a disk one
+    # byte short of the changed text is enough to count it again in this workdir...
+    with open(corpus, "a") as f:
+        f.write("delta\n")
+    room["disk"] = os.path.getsize(corpus) - 1
+    manifest = count([str(corpus)], workdir, min_count=2, threads=1, progress=False)
+    assert manifest["totals"]["tokens"] == 15002 and manifest["last_run"]["counted_inputs"] == 1
+    assert read_vocab(workdir)[0][3:] == ["delta"]  # now twice: >= min-count 2
+    # ... but not in a new one, where nothing is freed.
+    with pytest.raises(ResourceError, match="not enough disk space to count"):
+        count([str(corpus)], str(tmp_path / "new"), min_count=2, threads=1, progress=False)
 
 
 def test_compressed_inputs_are_taken_at_several_times_their_size(tmp_path):

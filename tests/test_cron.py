@@ -2,12 +2,13 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from bigw2v import load
+from bigw2v import evaluate_analogies, load
 from conftest import REPO, planted_topics
 
 CRON = os.path.join(REPO, "bin", "bigw2v-cron")
@@ -31,7 +32,12 @@ def test_two_rounds_count_new_text_warm_start_evaluate_and_publish(tmp_path):
     r = cron(root, corpus, "--analogies", questions)
     assert r.returncode == 0, r.stderr
     first = os.path.realpath(root / "models" / "latest")
-    assert json.loads(open(os.path.join(first, "eval.json")).read())["analogies"]
+    # eval.json is `bigw2v eval --json` of the published model; the log says its accuracy.
+    scored = json.loads(open(os.path.join(first, "eval.json")).read())["analogies"]["total"]
+    assert scored["questions"] == scored["answered"] == 1
+    assert scored == evaluate_analogies(load(first), str(questions))["total"]
+    logged = re.search(rf"analogy accuracy of {os.path.basename(first)}: ([0-9.]+)%", r.stderr)
+    assert logged and float(logged.group(1)) == pytest.approx(100 * scored["accuracy"], abs=0.01)
     assert not (root / "models" / ".in-progress").exists()
 
     (corpus / "day2.txt").write_text(planted_topics(n_sentences=500, seed=2)[1])
@@ -40,7 +46,8 @@ def test_two_rounds_count_new_text_warm_start_evaluate_and_publish(tmp_path):
     second = os.path.realpath(root / "models" / "latest")
     assert second != first and os.path.isdir(first)
     info = json.loads(open(os.path.join(second, "model.json")).read())
-    assert info["init_from"] == first and info["warm_start"]["known_words"] > 0
+    shared = set(load(first).words) & set(load(second).words)
+    assert info["init_from"] == first and info["warm_start"]["known_words"] == len(shared) > 0
     work = json.loads((root / "work" / "count.json").read_text())
     assert work["last_run"]["reused_inputs"] == 1 and work["last_run"]["counted_inputs"] == 1
     assert len(load(str(root / "models" / "latest"))) == info["vocab_size"]

@@ -2,12 +2,16 @@
 
 import json
 import subprocess
+from collections import Counter
 import sys
 import time
 
 import numpy as np
 import pytest
 
+from bigw2v import load
+from bigw2v.corpus import canonical_word, split_words
+from bigw2v.workdir import read_vocab
 from conftest import planted_topics
 
 
@@ -45,8 +49,17 @@ def test_similar_and_analogy_print_neighbours(trained):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 3 and all(line.split()[1].startswith("t0w") for line in lines)
-    r = run("analogy", root / "model", topics[0][0], topics[0][1], topics[1][0], "-n", "2")
-    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 2
+    a, b, c = topics[0][0], topics[0][1], topics[1][0]
+    r = run("analogy", root / "model", a, b, c, "-n", "3")
+    assert r.returncode == 0, r.stderr
+    shown = [line.split() for line in r.stdout.strip().splitlines()]
+    # The library's answer, printed: b - a + c stays in c's topic, the three words excluded.
+    expected = load(str(root / "model")).analogy(a, b, c, topn=3)
+    assert shown == [[f"{score:.4f}", word] for word, score in expected]
+    answers = [word for _, word in shown]
+    assert all(w in topics[1] for w in answers) and c not in answers, shown
+    scores = [float(s) for s, _ in shown]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_unknown_word_is_a_clear_error(trained):
@@ -114,6 +127,12 @@ def test_binary_garbage_counts_without_crashing(tmp_path):
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
     r = run("count", garbage, "-o", tmp_path / "work", "--min-count", "1")
     assert r.returncode == 0, r.stderr
+    # Counted as the rule says: the Python reference (split on the four separators,
+    # canonical words: invalid UTF-8 replaced, long words cut) gives the same vocabulary.
+    expected = Counter(canonical_word(w) for w in split_words(garbage.read_bytes()))
+    words, counts = read_vocab(str(tmp_path / "work"))
+    assert dict(zip(words, counts.tolist())) == expected
+    assert len(expected) > 1000 and "\ufffd" in "".join(expected)  # garbage indeed
 
 
 def test_empty_vocabulary_after_min_count_is_an_error(tmp_path):

@@ -14,7 +14,7 @@ A counted WORKDIR holds (docs/formats.md):
 
 This module knows these names and the vocabulary's schema, reads and writes
 the vocabulary and the manifest, and clears an old count. The counting pass
-(``count.py``), the encoder, the trainer and the preflight all go through it.
+(``counter.py``), the encoder, the trainer and the preflight all go through it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ a wide margin on either side.
 """
 
 from collections import Counter
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,6 +22,12 @@ import reference_w2v as ref
 
 RTOL, ATOL = 1e-5, 1e-6
 DIM = 12
+
+
+def run_kernel_chunk(chunk, epoch, corpus, tab, settings, weights):
+    """One chunk through the Numba kernel: (loss, terms, trained)."""
+    loss, terms, trained = ref.run_kernel([chunk], epoch, corpus, tab, settings, weights)
+    return float(loss[0]), int(terms[0]), int(trained[0])
 
 
 def tiny_corpus():
@@ -100,12 +105,6 @@ def test_every_chunk_matches_the_reference(variant):
         assert stats["noise = centre"] > 0
     if settings.hs:
         assert stats["saturated"] > 0
-
-
-def run_kernel_chunk(chunk, epoch, corpus, tab, settings, weights):
-    """One chunk through the Numba kernel: (loss, terms, trained)."""
-    loss, terms, trained = ref.run_kernel([chunk], epoch, corpus, tab, settings, weights)
-    return float(loss[0]), int(terms[0]), int(trained[0])
 
 
 # --- hierarchical softmax ----------------------------------------------------

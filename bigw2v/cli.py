@@ -68,8 +68,16 @@ def build_parser():
                     "bytes other than space, tab, CR and LF; a newline ends a sentence.",
         epilog=EPILOG_EXIT_CODES)
     p.add_argument("corpus", nargs="+", metavar="CORPUS",
-                   help="text files, directories (read recursively) or - for stdin; "
-                        ".gz .bz2 .xz .zst are decompressed")
+                   help="text files, directories (read recursively) or - for stdin "
+                        "(.gz .bz2 .xz .zst are decompressed); Parquet, Arrow and JSON Lines "
+                        "files (each row a line); a Hugging Face datasets folder; URIs "
+                        "s3:// gs:// hdfs:// file://, globs allowed (s3://b/news/2024-*.parquet)")
+    p.add_argument("--text-column", metavar="NAME", default=None,
+                   help="the text column of Parquet and Arrow inputs (default: the column "
+                        "named text, else the only string column)")
+    p.add_argument("--text-field", metavar="NAME", default=None,
+                   help="the text field of JSON Lines inputs (default: the field named text, "
+                        "else the only string field)")
     p.add_argument("-o", "--output", required=True, metavar="WORKDIR",
                    help="directory for the counts (created if missing)")
     p.add_argument("--min-count", type=_positive_int, default=5,
@@ -210,7 +218,8 @@ def cmd_count(args):
     from .counter import count
     manifest = count(args.corpus, args.output, min_count=args.min_count,
                      threads=args.threads, progress=not args.quiet,
-                     preflight=not args.no_preflight)
+                     preflight=not args.no_preflight, text_column=args.text_column,
+                     text_field=args.text_field)
     if args.json:
         print(json.dumps(manifest, indent=1))
     t = manifest["totals"]

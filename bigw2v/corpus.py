@@ -52,6 +52,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from . import records, remote
 from .errors import InputDataError, MissingInputError, UsageError
 
 MAX_WORD_BYTES = 1000
@@ -78,17 +79,26 @@ _SEPARATOR_RUN = re.compile(b"[" + re.escape(SEPARATOR_BYTES) + b"]+")
 class InputFile:
     """One input as found by ``expand_inputs``.
 
-    ``path`` is ``-`` for standard input, else an absolute path. ``size``
-    and ``mtime_ns`` come from stat (0 for standard input) and let a later
-    run notice a changed input. ``compression`` is the format found in the
-    file's first bytes, or None for plain text and for inputs that can only
-    be sniffed when opened (standard input, pipes).
+    ``path`` is ``-`` for standard input, a URI for an object in a store
+    (``remote.py``), else an absolute path. ``size`` and ``mtime_ns`` come
+    from stat (0 for standard input) and let a later run notice a changed
+    input. ``compression`` is the format found in the file's first bytes, or
+    None for plain text and for inputs that can only be sniffed when opened
+    (standard input, pipes, objects in a store). ``kind`` is ``text`` or a
+    record format whose rows are lines (``records.py``), read by its
+    ``field``.
     """
 
     path: str
     size: int
     mtime_ns: int
     compression: str | None
+    kind: str = records.TEXT      # text, or a record format (records.py)
+    field: str | None = None      # the text column or field asked for (None: the default rule)
+
+    @property
+    def remote(self) -> bool:
+        return remote.is_uri(self.path)
 
 
 # ---------------------------------------------------------------- inputs
@@ -107,9 +117,12 @@ def sniff_compression(head: bytes) -> str | None:
     return None
 
 
-def expand_inputs(paths: list[str]) -> list[InputFile]:
-    """Turn command-line paths into the list of inputs to read, in order.
+def expand_inputs(paths: list[str], text_column: str | None = None,
+                  text_field: str | None = None) -> list[InputFile]:
+    """Turn command-line paths and URIs into the list of inputs to read, in order.
 
+    ``text_column`` / ``text_field`` name the text of Parquet or Arrow
+    inputs / of JSON Lines inputs (None: the default rule of ``records``).
     Raises MissingInputError for a path that does not exist or cannot be
     read, InputDataError for a directory with no (non-hidden) files in it.
     """
@@ -117,29 +130,48 @@ def expand_inputs(paths: list[str]) -> list[InputFile]:
         paths = [paths]
     if not paths:
         raise UsageError("no input given: name a file, a directory or - for standard input")
+    fields = {"column": text_column, "field": text_field}
     inputs: list[InputFile] = []
     seen: set[str] = set()
     for given in paths:
-        given = os.fspath(given)
-        for path in _expand_one(given):
+        for inp in _expand_one(os.fspath(given), fields):
             # realpath so "a.txt" and "./dir/../a.txt" are the same input;
             # the recorded path stays the absolute one the user can recognise.
-            key = path if path == "-" else os.path.realpath(path)
-            if key in seen:
-                continue
-            seen.add(key)
-            inputs.append(_describe(path))
+            key = inp.path if inp.path == "-" or inp.remote else os.path.realpath(inp.path)
+            if key not in seen:
+                seen.add(key)
+                inputs.append(inp)
     return inputs
 
 
-def _expand_one(given: str) -> list[str]:
+def _expand_one(given: str, fields: dict) -> list[InputFile]:
     if given == "-":
-        return ["-"]
+        return [InputFile("-", 0, 0, None)]
+    if remote.is_uri(given):
+        local = remote.local_path(given)
+        if local is None:
+            return [_with_field(InputFile(o.uri, o.size, o.mtime_ns, None,
+                                          records.kind_of(o.uri)), fields)
+                    for o in remote.expand(given)]
+        given = local
+    return [_with_field(_describe(path), fields) for path in _local_paths(given)]
+
+
+def _with_field(inp: InputFile, fields: dict) -> InputFile:
+    if inp.kind == records.TEXT:
+        return inp
+    wanted = fields["field" if inp.kind == records.JSON_LINES else "column"]
+    return InputFile(inp.path, inp.size, inp.mtime_ns, inp.compression, inp.kind, wanted)
+
+
+def _local_paths(given: str) -> list[str]:
     path = os.path.abspath(given)
     if not os.path.exists(path):
         raise MissingInputError(f"no such file or directory: {given}")
     if not os.path.isdir(path):
         return [path]
+    if records.is_datasets_folder(path):
+        return records.datasets_files(path)
     found = []
 
     def fail(exc: OSError) -> None:
@@ -160,21 +192,29 @@ def _expand_one(given: str) -> list[str]:
 
 
 def _describe(path: str) -> InputFile:
-    if path == "-":
-        return InputFile("-", 0, 0, None)
     try:
         st = os.stat(path)
-        compression = None
+        head = b""
         if stat.S_ISREG(st.st_mode):
             # Non-regular files (pipes) are sniffed on open: reading their
             # first bytes now would lose them.
             with open(path, "rb") as f:
-                compression = sniff_compression(f.read(_SNIFF_BYTES))
+                head = f.read(_SNIFF_BYTES)
     except FileNotFoundError:
         raise MissingInputError(f"no such file or directory: {path}") from None
     except OSError as exc:
         raise MissingInputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return InputFile(path, st.st_size, st.st_mtime_ns, compression)
+    return InputFile(path, st.st_size, st.st_mtime_ns, sniff_compression(head),
+                     records.kind_of(path, head))
+
+
+def current_state(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of an input now: a changed input must be counted again."""
+    if remote.is_uri(path) and remote.local_path(path) is None:
+        now = remote.stat(path)
+        return now.size, now.mtime_ns
+    st = os.stat(remote.local_path(path) or path)
+    return st.st_size, st.st_mtime_ns
 
 
 # ---------------------------------------------------------------- opening
@@ -246,6 +286,15 @@ class InputStream:
     def raw_bytes_read(self) -> int:
         return self._counter.raw_bytes_read
 
+    # Enough of the file protocol for pyarrow.PythonFile (the JSON Lines reader).
+    closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
     def read(self, size: int = -1) -> bytes:
         try:
             return self._decoded.read(size)
@@ -253,6 +302,9 @@ class InputStream:
             raise _read_error(self.path, self.compression, exc) from None
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         try:
             if self._decoded is not self._counter:
                 self._decoded.close()
@@ -288,6 +340,9 @@ def open_input(inp: InputFile) -> InputStream:
     try:
         if inp.path == "-":
             raw = sys.stdin.buffer
+            sniff_now = True
+        elif inp.remote:
+            file = raw = remote.open_stream(inp.path)
             sniff_now = True
         else:
             file = raw = open(inp.path, "rb", buffering=0)
@@ -436,7 +491,10 @@ def input_blocks(inp: InputFile, block_bytes: int = BLOCK_BYTES) -> Iterator[tup
     """
     if block_bytes < 1:
         raise UsageError(f"block size must be at least 1 byte, not {block_bytes}")
-    if inp.path != "-" and inp.compression is None and _mappable(inp.path):
+    if inp.kind in records.RECORD_KINDS:
+        yield from _record_blocks(inp, block_bytes)
+        return
+    if inp.path != "-" and not inp.remote and inp.compression is None and _mappable(inp.path):
         try:
             file = open(inp.path, "rb", buffering=0)
         except FileNotFoundError:
@@ -449,6 +507,32 @@ def input_blocks(inp: InputFile, block_bytes: int = BLOCK_BYTES) -> Iterator[tup
     with open_input(inp) as stream:
         for block in iter_blocks(stream, block_bytes, name=inp.path):
             yield block, stream.raw_bytes_read
+
+
+def _record_blocks(inp: InputFile, block_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Blocks of lines of a record input (``records.record_blocks``), opened as it needs."""
+    if inp.kind == records.JSON_LINES:  # a stream, decompressed like text; opened afresh per pass
+        yield from records.record_blocks(inp.kind, lambda: open_input(inp), inp.path, inp.size,
+                                         inp.field, block_bytes)
+        return
+    try:
+        if inp.remote:
+            source = (remote.open_stream(inp.path) if inp.kind == records.ARROW_STREAM
+                      else remote.open_file(inp.path))
+        else:
+            source = records.local_source(inp.kind, inp.path)
+    except FileNotFoundError:
+        raise MissingInputError(f"no such file or directory: {inp.path}") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {inp.path}: {exc.strerror or exc}") from None
+    with source:
+        try:
+            yield from records.record_blocks(inp.kind, source, inp.path, inp.size, inp.field,
+                                             block_bytes)
+        except OSError as exc:
+            if inp.remote:
+                raise remote.translate(inp.path, exc) from None
+            raise _read_error(inp.path, None, exc) from None
 
 
 def _mappable(path: str) -> bool:

@@ -269,13 +269,16 @@ def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions
                 spill_words: int = SPILL_WORDS, block_bytes: int = corpus_io.BLOCK_BYTES,
                 counters: Counters | None = None,
                 on_bytes: Callable[[int], None] | None = None,
-                written: WrittenRuns | None = None) -> list[dict]:
+                written: WrittenRuns | None = None,
+                source_options: dict | None = None) -> list[dict]:
     """Count inputs together into runs under ``runs_root/<group-key>/``; return their records.
 
     ``counters``: the tables and threads to count with (default: one table,
     this thread; ``spill_words`` applies only then). ``on_bytes(n)`` is told
     the raw bytes of the group's files read so far, for progress.
     ``written`` keeps the run tables in memory for ``merge_runs``.
+    ``source_options`` (text column and field the inputs were expanded with)
+    are recorded with the runs: runs of other columns are not reused.
     """
     own = counters is None
     if own:
@@ -293,7 +296,7 @@ def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions
         if own:
             counters.close()
     records = [t.record(inp) for t, inp in zip(tallies, inputs)]
-    write_group_record(run_dir, records, partitions)
+    write_group_record(run_dir, records, partitions, source_options)
     return records
 
 
@@ -318,6 +321,8 @@ class CountSettings:
     partitions: int = PARTITIONS
     block_bytes: int = corpus_io.BLOCK_BYTES
     small_input_bytes: int = SMALL_INPUT_BYTES
+    text_column: str | None = None    # Parquet / Arrow inputs (records.py; None: default rule)
+    text_field: str | None = None     # JSON Lines inputs
 
     def checked(self) -> "CountSettings":
         lows = {"min_count": 1, "threads": 1, "spill_words": 1, "partitions": 1,
@@ -330,7 +335,16 @@ class CountSettings:
                 label = {"block_bytes": "block size", "small_input_bytes": "small-input size"}.get(
                     name, name.replace("_", "-"))
                 raise UsageError(f"{label} must be a whole number >= {low}, not {value!r}")
-        return CountSettings(**{k: int(v) for k, v in values.items()})
+            values[name] = int(value)
+        for name in ("text_column", "text_field"):
+            if values[name] is not None and (not isinstance(values[name], str)
+                                             or not values[name]):
+                raise UsageError(f"{name.replace('_', '-')} must be a name, not {values[name]!r}")
+        return CountSettings(**values)
+
+    def source_options(self) -> dict:
+        """How the text of record inputs is found: recorded with runs and the manifest."""
+        return {"text_column": self.text_column, "text_field": self.text_field}
 
 
 class CountPlan(NamedTuple):
@@ -351,10 +365,13 @@ def _describe_corpus(inputs: list[corpus_io.InputFile]) -> str:
 def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: int | None = None,
           progress: bool = True, spill_words: int = SPILL_WORDS, partitions: int = PARTITIONS,
           block_bytes: int = corpus_io.BLOCK_BYTES, small_input_bytes: int = SMALL_INPUT_BYTES,
-          preflight: bool = True) -> dict:
+          preflight: bool = True, text_column: str | None = None,
+          text_field: str | None = None) -> dict:
     """Count every word of the corpus into ``workdir``; return the manifest.
 
-    ``corpus``: files, directories or ``-`` (see ``corpus.expand_inputs``).
+    ``corpus``: files, directories, URIs or ``-`` (see ``corpus.expand_inputs``);
+    ``text_column`` / ``text_field``: the text of Parquet or Arrow / JSON Lines
+    inputs (default: the one named ``text``, else the only string one).
     Writes runs/, shards/, vocab.parquet and, last, count.json (module
     docstring). ``threads`` None means all cores; 1 counts in the calling thread.
     ``small_input_bytes``: files under this size are counted in groups (0:
@@ -362,8 +379,8 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     disk cannot hold the counts (``preflight.check_count``).
     """
     settings = CountSettings(min_count, threads, spill_words, partitions, block_bytes,
-                             small_input_bytes).checked()
-    inputs = corpus_io.expand_inputs(corpus)
+                             small_input_bytes, text_column, text_field).checked()
+    inputs = corpus_io.expand_inputs(corpus, text_column, text_field)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise OutputError(f"cannot write to workdir {workdir}: it is a file")
     with lock.hold(workdir, "bigw2v count"):
@@ -373,7 +390,7 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
 def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room) -> dict:
     started = time.time()
     runs_root = os.path.join(workdir, RUNS_DIR)
-    plan = _plan(inputs, runs_root, settings.partitions)
+    plan = _plan(inputs, runs_root, settings)
     old = old_manifest(workdir)
     if _up_to_date(old, inputs, plan, settings):
         log.info("%s is up to date: no input is new or changed", workdir)
@@ -401,9 +418,9 @@ def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room
     return manifest
 
 
-def _plan(inputs, runs_root, partitions) -> CountPlan:
+def _plan(inputs, runs_root, settings: CountSettings) -> CountPlan:
     """Incremental: inputs whose complete runs still describe them are not read again."""
-    on_disk = read_group_records(runs_root, partitions)
+    on_disk = read_group_records(runs_root, settings.partitions, settings.source_options())
     keep_runs, reused = reusable_groups(inputs, on_disk)
     named = {inp.path for inp in inputs}
     dropped = {m["path"] for members in on_disk.values() for m in members} - named
@@ -415,7 +432,8 @@ def _up_to_date(old, inputs, plan: CountPlan, settings: CountSettings) -> bool:
     return (old is not None and len(plan.reused) == len(inputs)
             and [r["path"] for r in old["inputs"]] == [inp.path for inp in inputs]
             and old["settings"].get("min_count") == settings.min_count
-            and old["settings"].get("partitions") == settings.partitions)
+            and old["settings"].get("partitions") == settings.partitions
+            and all(old["settings"].get(k) == v for k, v in settings.source_options().items()))
 
 
 def _count_inputs(inputs, to_count, runs_root, settings: CountSettings, written, progress,
@@ -436,7 +454,8 @@ def _count_inputs(inputs, to_count, runs_root, settings: CountSettings, written,
 
             for record in count_group(group, runs_root, partitions=settings.partitions,
                                       block_bytes=settings.block_bytes, counters=counters,
-                                      on_bytes=on_bytes, written=written):
+                                      on_bytes=on_bytes, written=written,
+                                      source_options=settings.source_options()):
                 counted[record["path"]] = record
             bar.update(done + sum(inp.size for inp in group) - bar.n)
     except OSError as exc:
@@ -479,7 +498,7 @@ def _merge(workdir, inputs, records, settings: CountSettings, written
         },
         "settings": {"min_count": settings.min_count,
                      "max_word_bytes": corpus_io.MAX_WORD_BYTES,
-                     "partitions": settings.partitions},
+                     "partitions": settings.partitions, **settings.source_options()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": None,
     }

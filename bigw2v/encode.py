@@ -27,7 +27,7 @@ import numpy as np
 
 from . import corpus
 from .atomic import write_json
-from .errors import InputDataError, OutputError
+from .errors import InputDataError, MissingInputError, OutputError
 from .pool import ordered_map
 from .progress import progress_bar
 from .wordtable import WordTable
@@ -193,6 +193,7 @@ class EncodedCorpus:
 
 def _input_files(manifest, workdir):
     """The counted inputs, checked unchanged since counting."""
+    settings = manifest["settings"]
     inputs = []
     for rec in manifest["inputs"]:
         path = rec["path"]
@@ -201,14 +202,15 @@ def _input_files(manifest, workdir):
                 "the workdir was counted from standard input, which cannot be read a "
                 "second time for training: save the text to a file and count that")
         try:
-            st = os.stat(path)
-        except OSError:
+            size, mtime_ns = corpus.current_state(path)
+        except (OSError, MissingInputError):
             raise InputDataError(
                 f"input {path} was counted but is gone: re-run `bigw2v count`") from None
-        if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+        if size != rec["size"] or mtime_ns != rec["mtime_ns"]:
             raise InputDataError(
                 f"input {path} changed since it was counted: re-run `bigw2v count` on {workdir}")
-        inputs.append(corpus.expand_inputs([path])[0])
+        inputs.append(corpus.expand_inputs([path], settings.get("text_column"),
+                                           settings.get("text_field"))[0])
     return inputs
 
 

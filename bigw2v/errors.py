@@ -7,7 +7,7 @@ Codes follow sysexits(3) where one fits, so cron wrappers can tell
 """
 
 # The classes below differ only in their exit code and docstring, on purpose:
-# one class per exit code, so code raises what went wrong and the CLI maps it.
+# one class per kind of failure, so code raises what went wrong and the CLI maps it.
 
 
 class Bigw2vError(Exception):
@@ -52,6 +52,12 @@ class ResourceError(Bigw2vError):
     The same code as a disk that fills up mid-run: a cron wrapper treats the
     predicted failure and the real one alike.
     """
+
+    exit_code = 74
+
+
+class InputIOError(Bigw2vError):
+    """An input could not be read for a reason outside its data: the network, the store (EX_IOERR)."""
 
     exit_code = 74
 

@@ -166,23 +166,27 @@ class RunWriter:
 # ---------------------------------------------------------------- group records
 
 
-def write_group_record(run_dir: str, records: list[dict], partitions: int) -> None:
+def write_group_record(run_dir: str, records: list[dict], partitions: int,
+                       source_options: dict | None = None) -> None:
     """Mark ``run_dir`` complete: the records of the inputs its runs cover.
 
     Written last: a run directory with it can be reused by a later
     incremental count; one without it (a killed count) is recounted.
+    ``source_options``: how record inputs' text was found (text column, field).
     """
     os.makedirs(run_dir, exist_ok=True)  # inputs without words have no runs
     write_json(os.path.join(run_dir, INPUT_RECORD),
                {"inputs": records, "partitions": partitions, "partition_hash": PARTITION_HASH,
-                "max_word_bytes": corpus_io.MAX_WORD_BYTES})
+                "max_word_bytes": corpus_io.MAX_WORD_BYTES,
+                **{k: v for k, v in (source_options or {}).items() if v is not None}})
 
 
-def _valid_records(rec, partitions: int) -> list[dict] | None:
+def _valid_records(rec, partitions: int, source_options: dict) -> list[dict] | None:
     """The input records of one ``input.json``, or None if it cannot be reused."""
     if (not isinstance(rec, dict) or rec.get("partitions") != partitions
             or rec.get("partition_hash") != PARTITION_HASH
-            or rec.get("max_word_bytes") != corpus_io.MAX_WORD_BYTES):
+            or rec.get("max_word_bytes") != corpus_io.MAX_WORD_BYTES
+            or any(rec.get(k) != v for k, v in source_options.items())):
         return None
     members = rec.get("inputs", [rec])
     if isinstance(members, list) and members and all(
@@ -192,11 +196,13 @@ def _valid_records(rec, partitions: int) -> list[dict] | None:
     return None
 
 
-def read_group_records(runs_root: str, partitions: int) -> dict[str, list[dict]]:
+def read_group_records(runs_root: str, partitions: int,
+                       source_options: dict | None = None) -> dict[str, list[dict]]:
     """{run directory: records of its inputs} for every complete run directory.
 
     Only directories counted with these ``partitions``, this
-    ``PARTITION_HASH`` and this ``MAX_WORD_BYTES`` count; unreadable records are ignored (their
+    ``PARTITION_HASH``, this ``MAX_WORD_BYTES`` and these ``source_options``
+    count; unreadable records are ignored (their
     directories are recounted). A record of the one-input layout of earlier
     versions (the record's fields at the top) is read as a group of one.
     """
@@ -207,7 +213,7 @@ def read_group_records(runs_root: str, partitions: int) -> dict[str, list[dict]]
                 rec = json.load(f)
         except (OSError, ValueError):
             continue
-        members = _valid_records(rec, partitions)
+        members = _valid_records(rec, partitions, source_options or {})
         if members is not None:
             found[key] = members
     return found

@@ -219,29 +219,73 @@ def _json_lines(source, where, size, wanted, block_bytes):
 
     ``source`` is a factory of fresh decompressed streams: the default rule
     looks at the first block's fields, then the file is read from the start
-    with only the text field (others ignored, whatever their types).
+    with only the text field (others ignored, whatever their types). A named
+    field that no row holds is an error listing the fields there are; an
+    input holding only whitespace has no rows.
     """
     import pyarrow as pa
     import pyarrow.json as pj
     read_options = pj.ReadOptions(block_size=max(1 << 16, min(block_bytes, 1 << 30)))
-    if wanted is None:
-        stream = source()
-        try:
-            schema = pj.open_json(pa.PythonFile(stream, mode="r"),
-                                  read_options=read_options).schema
-        finally:
-            stream.close()
+    named = wanted is not None
+    if not named:
+        schema = _json_schema(source, read_options)
+        if schema is None:
+            return
         wanted = text_column(schema, None, where, JSON_LINES)
     parse = pj.ParseOptions(explicit_schema=pa.schema([(wanted, pa.string())]),
                             unexpected_field_behavior="ignore")
     stream = source()
+    seen = False  # a value of the field (absent fields read as nulls)
     try:
-        reader = pj.open_json(pa.PythonFile(stream, mode="r"), read_options=read_options,
-                              parse_options=parse)
+        try:
+            reader = pj.open_json(pa.PythonFile(stream, mode="r"), read_options=read_options,
+                                  parse_options=parse)
+        except pa.ArrowInvalid:
+            if _blank(source):
+                return
+            raise
         if wanted not in reader.schema.names:
             raise UsageError(f"{where} has no field {wanted!r}")
         for batch in reader:
-            yield batch.column(wanted), stream.raw_bytes_read
+            column = batch.column(wanted)
+            seen = seen or column.null_count < len(column)
+            yield column, stream.raw_bytes_read
+    finally:
+        stream.close()
+    if named and not seen:  # only nulls: is the field there at all? (the first rows' fields)
+        try:
+            schema = _json_schema(source, read_options)
+        except pa.ArrowInvalid:
+            return
+        if schema is not None and wanted not in schema.names:
+            text_column(schema, wanted, where, JSON_LINES)  # raises, listing the fields
+
+
+def _json_schema(source, read_options):
+    """The fields of a JSON Lines input's first block, or None if it holds only whitespace."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    stream = source()
+    try:
+        return pj.open_json(pa.PythonFile(stream, mode="r"), read_options=read_options).schema
+    except pa.ArrowInvalid:
+        if _blank(source):
+            return None
+        raise
+    finally:
+        stream.close()
+
+
+def _blank(source) -> bool:
+    """Whether a JSON Lines input holds only whitespace (pyarrow cannot open an empty one)."""
+    stream = source()
+    try:
+        while True:
+            chunk = stream.read(1 << 16)
+            if not chunk:
+                return True
+            if chunk.strip():
+                return False
     finally:
         stream.close()
 

@@ -8,8 +8,8 @@ CBOW train side by side in two processes (about 20 s on 2 idle cores).
 A 10 MB corpus scores far below a 100 MB one: the floors are set about 1.2
 points of accuracy (and 0.03-0.04 of Spearman) under the measured values,
 which is several times the spread between seeds (seeds 1-3: sg 6.08-6.12%,
-cbow 9.66-9.91%, WS-353 within 0.02), and above what the breakages tried
-when the gate was set score (figures in the comments of CONFIGS).
+cbow 9.66-9.91%, WS-353 within 0.02), and above the scores of the breakages
+tried when the gate was set (figures in the comments of CONFIGS).
 """
 
 import os
@@ -19,8 +19,7 @@ import sys
 
 import pytest
 
-from bigw2v import evaluate_analogies, evaluate_pairs, load
-from bigw2v.counter import count
+from bigw2v import count, evaluate_analogies, evaluate_pairs, load
 from conftest import REPO, shared_file
 
 DEMO = os.path.join(REPO, "data", "wiki-demo-1e7.txt.xz")

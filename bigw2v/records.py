@@ -228,10 +228,9 @@ def _json_lines(source, where, size, wanted, block_bytes):
     read_options = pj.ReadOptions(block_size=max(1 << 16, min(block_bytes, 1 << 30)))
     named = wanted is not None
     if not named:
-        schema = _json_schema(source, read_options)
-        if schema is None:
+        wanted = _default_field(source, read_options, where)
+        if wanted is None:
             return
-        wanted = text_column(schema, None, where, JSON_LINES)
     parse = pj.ParseOptions(explicit_schema=pa.schema([(wanted, pa.string())]),
                             unexpected_field_behavior="ignore")
     stream = source()
@@ -259,6 +258,31 @@ def _json_lines(source, where, size, wanted, block_bytes):
             return
         if schema is not None and wanted not in schema.names:
             text_column(schema, wanted, where, JSON_LINES)  # raises, listing the fields
+
+
+def _default_field(source, read_options, where):
+    """The default rule's field, or None for an input holding only whitespace.
+
+    ``text`` is tried first, read alone from the first block: when it is
+    there, the other fields' types do not matter (pyarrow cannot infer a
+    field whose type changes between rows).
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+    alone = pj.ParseOptions(explicit_schema=pa.schema([(DEFAULT_TEXT_NAME, pa.string())]),
+                            unexpected_field_behavior="ignore")
+    stream = source()
+    try:
+        first = pj.open_json(pa.PythonFile(stream, mode="r"), read_options=read_options,
+                             parse_options=alone).read_next_batch().column(0)
+        if first.null_count < len(first):
+            return DEFAULT_TEXT_NAME
+    except (pa.ArrowInvalid, StopIteration):
+        pass
+    finally:
+        stream.close()
+    schema = _json_schema(source, read_options)
+    return None if schema is None else text_column(schema, None, where, JSON_LINES)
 
 
 def _json_schema(source, read_options):

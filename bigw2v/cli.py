@@ -75,6 +75,11 @@ def build_parser():
     p.add_argument("--text-column", metavar="NAME", default=None,
                    help="the text column of Parquet and Arrow inputs (default: the column "
                         "named text, else the only string column)")
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="count on a Ray cluster (pip install 'bigw2v[ray]'): ADDRESS as "
+                        "ray.init takes it (auto: the running cluster; ray://host:10001); "
+                        "without ADDRESS a local cluster is started. Inputs must be URIs or "
+                        "paths every node can read")
     p.add_argument("--text-field", metavar="NAME", default=None,
                    help="the text field of JSON Lines inputs (default: the field named text, "
                         "else the only string field)")
@@ -219,7 +224,7 @@ def cmd_count(args):
     manifest = count(args.corpus, args.output, min_count=args.min_count,
                      threads=args.threads, progress=not args.quiet,
                      preflight=not args.no_preflight, text_column=args.text_column,
-                     text_field=args.text_field)
+                     text_field=args.text_field, ray=args.ray)
     if args.json:
         print(json.dumps(manifest, indent=1))
     t = manifest["totals"]

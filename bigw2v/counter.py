@@ -366,12 +366,15 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
           progress: bool = True, spill_words: int = SPILL_WORDS, partitions: int = PARTITIONS,
           block_bytes: int = corpus_io.BLOCK_BYTES, small_input_bytes: int = SMALL_INPUT_BYTES,
           preflight: bool = True, text_column: str | None = None,
-          text_field: str | None = None) -> dict:
+          text_field: str | None = None, ray: str | bool | None = None) -> dict:
     """Count every word of the corpus into ``workdir``; return the manifest.
 
     ``corpus``: files, directories, URIs or ``-`` (see ``corpus.expand_inputs``);
     ``text_column`` / ``text_field``: the text of Parquet or Arrow / JSON Lines
     inputs (default: the one named ``text``, else the only string one).
+    ``ray``: count on a Ray cluster (``ray_count.py``): its address as
+    ``ray.init`` takes it (``"auto"``, ``"ray://host:10001"``), or True to
+    start a local one; None counts on this machine's threads.
     Writes runs/, shards/, vocab.parquet and, last, count.json (module
     docstring). ``threads`` None means all cores; 1 counts in the calling thread.
     ``small_input_bytes``: files under this size are counted in groups (0:
@@ -383,11 +386,20 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     inputs = corpus_io.expand_inputs(corpus, text_column, text_field)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise OutputError(f"cannot write to workdir {workdir}: it is a file")
+    if ray is None or ray is False:
+        engine = LocalEngine()
+    else:
+        from .ray_count import RayEngine
+        engine = RayEngine(None if ray is True else ray)
     with lock.hold(workdir, "bigw2v count"):
-        return _count_locked(inputs, workdir, settings, progress, preflight)
+        try:
+            return _count_locked(inputs, workdir, settings, progress, preflight, engine)
+        finally:
+            engine.close()
 
 
-def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room) -> dict:
+def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room,
+                  engine) -> dict:
     started = time.time()
     runs_root = os.path.join(workdir, RUNS_DIR)
     plan = _plan(inputs, runs_root, settings)
@@ -405,15 +417,24 @@ def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room
         check_count(workdir, plan.to_count, runs_root, plan.keep_runs)
     clear_old_count(workdir, keep_runs=plan.keep_runs,
                     drop_encodings=bool(plan.to_count or plan.dropped))
-    # As many words as the counting tables may hold: memory stays within the same bound.
-    written = WrittenRuns(settings.spill_words)
-    counted = _count_inputs(inputs, plan.to_count, runs_root, settings, written, progress,
-                            workdir)
+    # Standard input has no size: then the bar shows bytes without a total.
+    from_stdin = any(inp.path == "-" for inp in inputs)
+    bar = progress_bar(None if from_stdin else sum(inp.size for inp in plan.to_count), "count",
+                       unit="B", enabled=progress)
+    try:
+        counted = engine.count_groups(plan_groups(plan.to_count, settings.small_input_bytes),
+                                      runs_root, settings, bar)
+    except OSError as exc:
+        # Reading errors are InputDataError by now; an OSError here is a write.
+        raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
+    finally:
+        bar.close()
     records = [plan.reused.get(inp.path) or counted[inp.path] for inp in inputs]
-    manifest, vocab = _merge(workdir, inputs, records, settings, written)
+    manifest, vocab = _merge(workdir, inputs, records, settings, engine)
     manifest["last_run"] = {"reused_inputs": len(plan.reused),
                             "counted_inputs": len(plan.to_count),
-                            "dropped_inputs": len(plan.dropped), "up_to_date": False}
+                            "dropped_inputs": len(plan.dropped), "up_to_date": False,
+                            **engine.summary()}
     _write_results(workdir, manifest, vocab, started)
     return manifest
 
@@ -436,46 +457,61 @@ def _up_to_date(old, inputs, plan: CountPlan, settings: CountSettings) -> bool:
             and all(old["settings"].get(k) == v for k, v in settings.source_options().items()))
 
 
-def _count_inputs(inputs, to_count, runs_root, settings: CountSettings, written, progress,
-                  workdir) -> dict[str, dict]:
-    """Count the new or changed inputs group by group; {path: record}."""
-    # Standard input has no size: then the bar shows bytes without a total.
-    from_stdin = any(inp.path == "-" for inp in inputs)
-    bar = progress_bar(None if from_stdin else sum(inp.size for inp in to_count), "count",
-                       unit="B", enabled=progress)
-    counters = Counters(settings.threads, settings.spill_words)
-    counted = {}
-    try:
-        for group in plan_groups(to_count, settings.small_input_bytes):
-            done = bar.n
+class LocalEngine:
+    """Counts on this machine: the groups one after another, each on ``threads`` threads.
 
-            def on_bytes(n, done=done):
-                bar.update(done + n - bar.n)
+    ``count`` drives an engine through two steps, the map (``count_groups``:
+    every group's runs under ``runs_root``) and the reduce (``merge``: every
+    partition's runs summed into ``shards/``); ``ray_count.RayEngine`` runs
+    the same steps as Ray tasks.
+    """
 
-            for record in count_group(group, runs_root, partitions=settings.partitions,
-                                      block_bytes=settings.block_bytes, counters=counters,
-                                      on_bytes=on_bytes, written=written,
-                                      source_options=settings.source_options()):
-                counted[record["path"]] = record
-            bar.update(done + sum(inp.size for inp in group) - bar.n)
-    except OSError as exc:
-        # Reading errors are InputDataError by now; an OSError here is a write.
-        raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
-    finally:
-        counters.close()
-        bar.close()
-    return counted
+    def __init__(self):
+        self.written = None
+
+    def count_groups(self, groups, runs_root, settings: CountSettings, bar) -> dict[str, dict]:
+        """Count every group into its runs; {path: record} of their inputs."""
+        # As many words as the counting tables may hold: memory stays within the same bound.
+        self.written = WrittenRuns(settings.spill_words)
+        counters = Counters(settings.threads, settings.spill_words)
+        counted = {}
+        try:
+            for group in groups:
+                done = bar.n
+
+                def on_bytes(n, done=done):
+                    bar.update(done + n - bar.n)
+
+                for record in count_group(group, runs_root, partitions=settings.partitions,
+                                          block_bytes=settings.block_bytes, counters=counters,
+                                          on_bytes=on_bytes, written=self.written,
+                                          source_options=settings.source_options()):
+                    counted[record["path"]] = record
+                bar.update(done + sum(inp.size for inp in group) - bar.n)
+        finally:
+            counters.close()
+        return counted
+
+    def merge(self, workdir, settings: CountSettings) -> tuple[pa.Table, int, int]:
+        """(words >= min_count, distinct words, tokens) after merging every partition."""
+        return merge_runs(workdir, settings.partitions, settings.min_count, self.written)
+
+    def summary(self) -> dict:
+        """What the manifest's last_run says of the engine (nothing for the local one)."""
+        return {}
+
+    def close(self) -> None:
+        """Let go of what the engine started (threads, clusters)."""
 
 
-def _merge(workdir, inputs, records, settings: CountSettings, written
+def _merge(workdir, inputs, records, settings: CountSettings, engine
            ) -> tuple[dict, pa.Table]:
     """Merge the runs; return the manifest and the sorted vocabulary."""
     total_tokens = sum(r["tokens"] for r in records)
     if total_tokens == 0:
         raise InputDataError(f"{_describe_corpus(inputs)} contains no words")
     try:
-        vocab, distinct, merged_tokens = merge_runs(workdir, settings.partitions,
-                                                    settings.min_count, written)
+        vocab, distinct, merged_tokens = engine.merge(workdir, settings)
     except OSError as exc:
         raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
     # Every token is in exactly one run; a mismatch is a bug, not a user error.

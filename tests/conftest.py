@@ -50,3 +50,32 @@ def planted_workdir(tmp_path_factory):
     workdir = root / "work"
     count([str(path)], str(workdir), min_count=1, threads=1, progress=False)
     return str(workdir), topics, str(path)
+
+
+# A file whose existence makes Ray counting tasks wait at their start (ray_count.HOLD_ENV):
+# set before the cluster starts, so every worker process sees the variable.
+RAY_HOLD_FILE = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bigw2v-ray-hold-{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster on this machine (1 CPU a node), one per test session.
+
+    Two nodes, so nothing may rely on one node's disk or memory. Skips when Ray
+    (the `ray` extra) is not installed. Yields the cluster's address.
+    """
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+    os.environ["BIGW2V_TEST_HOLD_FILE"] = RAY_HOLD_FILE
+    node = {"num_cpus": 1, "object_store_memory": 150 * 2**20,
+            "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=dict(node))
+    cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield cluster.address
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

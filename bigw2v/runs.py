@@ -251,9 +251,8 @@ class MergedPartition(NamedTuple):
     tokens: int         # summed counts
 
 
-def run_dirs(workdir: str) -> list[str]:
-    """Every run directory in ``workdir``, in a stable order."""
-    runs_root = os.path.join(workdir, RUNS_DIR)
+def run_dirs(runs_root: str) -> list[str]:
+    """Every run directory under ``runs_root`` (a workdir's runs/), in a stable order."""
     return sorted(os.path.join(runs_root, key, run)
                   for key in listdir(runs_root)
                   for run in listdir(os.path.join(runs_root, key))
@@ -294,7 +293,7 @@ def merge_runs(workdir: str, partitions: int, min_count: int,
     read = written.read if written is not None else pq.read_table
     shards = os.path.join(workdir, SHARDS_DIR)
     os.makedirs(shards, exist_ok=True)
-    runs = run_dirs(workdir)
+    runs = run_dirs(os.path.join(workdir, RUNS_DIR))
     merged = []
     for p in range(partitions):
         files = partition_files(runs, p)

@@ -42,7 +42,7 @@ def test_groups_counted_apart_and_partitions_merged_one_by_one_equal_count(tmp_p
                                    block_bytes=2000)
                for inp in inputs[:2]]
     records.append(counter.count_input(inputs[2], runs_root, partitions=PARTITIONS))
-    all_runs = runs.run_dirs(str(engine))
+    all_runs = runs.run_dirs(runs_root)
     assert len(all_runs) > len(inputs)  # spill_words=40 and small blocks made several runs
     os.makedirs(engine / workdir.SHARDS_DIR)
     merged = [runs.merge_partition(runs.partition_files(all_runs, p),

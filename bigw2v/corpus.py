@@ -6,7 +6,8 @@ byte blocks and blocks into words, with exactly the rules below.
 Inputs
     ``-`` is standard input. A file is itself. A directory stands for every
     regular file below it, recursively, sorted by path, skipping hidden files
-    and directories (names starting with ``.``). A path given twice is read
+    and directories (names starting with ``.``); a Hugging Face datasets
+    folder in it stands for its Arrow files. A path given twice is read
     once. Compressed files (gzip, bzip2, xz, zstd) are decompressed on the
     fly; the format is recognised by its magic bytes, so a misnamed file
     (``corpus.txt`` that is really gzip, or ``corpus.gz`` that is plain
@@ -179,6 +180,10 @@ def _local_paths(given: str) -> list[str]:
 
     for top, dirnames, filenames in os.walk(path, onerror=fail):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if records.is_datasets_folder(top):  # a datasets folder inside: its Arrow files only
+            found.extend(records.datasets_files(top))
+            dirnames[:] = []
+            continue
         for name in filenames:
             if name.startswith("."):
                 continue

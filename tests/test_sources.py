@@ -91,7 +91,8 @@ def write_arrow(path, rows, stream=False, chunk=300, text_type=None):
 
 
 def write_datasets_folder(folder, rows, shards=2):
-    """A Hugging Face ``save_to_disk`` folder: Arrow stream shards, state.json, dataset_info.json."""
+    """A Hugging Face ``save_to_disk`` folder: Arrow stream shards, state.json and
+    dataset_info.json."""
     os.makedirs(folder)
     names = [f"data-{i:05d}-of-{shards:05d}.arrow" for i in range(shards)]
     cut = np.linspace(0, len(rows), shards + 1).astype(int)
@@ -108,7 +109,7 @@ def write_datasets_folder(folder, rows, shards=2):
 
 
 def write_dataset_dict(folder, rows):
-    """A ``DatasetDict.save_to_disk`` folder: dataset_dict.json and one datasets folder per split."""
+    """A ``DatasetDict.save_to_disk`` folder: dataset_dict.json, a datasets folder per split."""
     os.makedirs(folder)
     half = len(rows) // 2
     write_datasets_folder(os.path.join(folder, "train"), rows[:half])
@@ -141,6 +142,10 @@ def stored(tmp_path_factory):
     write_parquet(root / "mixed" / "a.parquet", rows[:half])
     (root / "mixed" / "b.txt").write_text(as_text(rows[half:]), encoding="utf-8")
     paths["parquet and text dir"] = str(root / "mixed")
+    os.makedirs(root / "holds-datasets")
+    write_datasets_folder(root / "holds-datasets" / "a", rows[:half])
+    write_dataset_dict(root / "holds-datasets" / "b", rows[half:])
+    paths["dir holding datasets folders"] = str(root / "holds-datasets")
     paths["file:// URI"] = "file://" + paths["parquet"]
     return paths, rows
 
@@ -166,7 +171,7 @@ def assert_same_vectors(modeldir, expected_modeldir):
 
 
 LAYOUTS = ["parquet", "jsonl.zst", "jsonl.gz", "arrow file", "arrow stream", "datasets folder",
-           "dataset dict", "parquet and text dir", "file:// URI"]
+           "dataset dict", "parquet and text dir", "dir holding datasets folders", "file:// URI"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -183,6 +188,9 @@ def test_every_layout_counts_exactly_as_the_text_file(stored, text_counted, layo
     if layout == "dataset dict":
         assert [r["path"].split(os.sep)[-2] for r in manifest["inputs"]] == [
             "train", "train", "test"]
+    if layout == "dir holding datasets folders":  # their Arrow files, not their JSON files
+        assert all(r["path"].endswith(".arrow") for r in manifest["inputs"])
+        assert len(manifest["inputs"]) == 5
 
 
 def test_training_on_parquet_rereads_it_and_gives_the_text_files_vectors(stored, text_counted,
@@ -271,7 +279,8 @@ def test_null_values_are_empty_lines(tmp_path):
 
 
 def test_json_lines_fields(tmp_path):
-    (tmp_path / "two.jsonl").write_text('{"title": "t", "body": "x y"}\n{"title": "u", "body": "z"}\n')
+    (tmp_path / "two.jsonl").write_text('{"title": "t", "body": "x y"}\n'
+                                        '{"title": "u", "body": "z"}\n')
     with pytest.raises(UsageError, match=r"two\.jsonl.*\(title, body\).*--text-field"):
         count([str(tmp_path / "two.jsonl")], str(tmp_path / "w"), **OPTIONS)
     count([str(tmp_path / "two.jsonl")], str(tmp_path / "w"), text_field="body", **OPTIONS)

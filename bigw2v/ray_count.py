@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .counter import Counters, count_group
+from .atomic import atomic_write
 from .errors import UsageError
 from .runs import group_key, partition_files, run_dirs, sum_by_word, write_group_record
 from .workdir import VOCAB_SCHEMA, part_name, write_parquet_atomic
@@ -85,11 +86,12 @@ def cluster_shape(ray) -> tuple[int, int]:
 
 def count_group_tables(inputs, partitions, spill_words, block_bytes, threads,
                        source_options) -> tuple:
-    """Count one group on this node; return (records, table of partition 0, ..., partitions-1).
+    """Count one group on this node; return (records, run of partition 0, ..., partitions-1).
 
     The runs go to a scratch directory of this node and come back summed, one
-    table per partition (None for an empty partition), so a group moves each
-    distinct word once whatever the number of its runs.
+    Parquet file's bytes per partition (None for an empty partition), so a
+    group moves each distinct word once whatever the number of its runs, in
+    the compact form the driver writes as it is (no decoding, no encoding).
     """
     _hold_for_tests()
     with tempfile.TemporaryDirectory(prefix="bigw2v-count-") as scratch:
@@ -121,23 +123,29 @@ def _hold_for_tests():
         time.sleep(0.05)
 
 
-def _sum_files(files):
+def _sum_files(files) -> bytes | None:
+    """The runs ``files`` of one partition as one Parquet file's bytes (summed if several)."""
     import pyarrow.parquet as pq
     if not files:
         return None
     if len(files) == 1:
-        return pq.read_table(files[0])
-    return sum_by_word(pa.concat_tables([pq.read_table(f) for f in files]))
+        with open(files[0], "rb") as f:
+            return f.read()
+    sink = pa.BufferOutputStream()
+    pq.write_table(sum_by_word(pa.concat_tables([pq.read_table(f) for f in files])), sink,
+                   use_dictionary=False)
+    return sink.getvalue().to_pybytes()
 
 
-def merge_tables(*tables) -> pa.Table:
-    """One partition's tables summed by word (the reduce task)."""
-    present = [t for t in tables if t is not None and t.num_rows]
-    if not present:
+def merge_tables(*runs: bytes | None) -> pa.Table:
+    """One partition's runs (Parquet files' bytes) summed by word (the reduce task)."""
+    import pyarrow.parquet as pq
+    tables = [pq.read_table(pa.BufferReader(r)) for r in runs if r]
+    if not tables:
         return VOCAB_SCHEMA.empty_table()
-    if len(present) == 1:
-        return present[0]
-    return sum_by_word(pa.concat_tables(present))
+    if len(tables) == 1:
+        return tables[0]
+    return sum_by_word(pa.concat_tables(tables))
 
 
 # ---------------------------------------------------------------- the driver
@@ -193,14 +201,14 @@ class RayEngine:
         shutil.rmtree(run_dir, ignore_errors=True)
         directory = os.path.join(run_dir, "00000")
         os.makedirs(directory)
-        for p, table in enumerate(tables):
-            if table is not None and table.num_rows:
-                write_parquet_atomic(table, os.path.join(directory, part_name(p)))
+        for p, run in enumerate(tables):
+            if run:
+                with atomic_write(os.path.join(directory, part_name(p))) as f:
+                    f.write(run)
         write_group_record(run_dir, records, settings.partitions, settings.source_options())
 
     def merge(self, workdir, settings) -> tuple[pa.Table, int, int]:
         """One task per partition sums its tables; the driver writes the shards."""
-        import pyarrow.parquet as pq
         from .workdir import RUNS_DIR, SHARDS_DIR
         ray = self._ray()
         runs_root = os.path.join(workdir, RUNS_DIR)
@@ -210,7 +218,7 @@ class RayEngine:
         merged_refs = []
         for p in range(settings.partitions):
             refs = [tables[p] for tables in self.new_tables.values()]
-            refs += [ray.put(pq.read_table(f)) for f in partition_files(reused, p)]
+            refs += [ray.put(_read_bytes(f)) for f in partition_files(reused, p)]
             merged_refs.append(merge.remote(*refs))
         self.tasks += len(merged_refs)
         shards = os.path.join(workdir, SHARDS_DIR)
@@ -242,6 +250,11 @@ class RayEngine:
         nodes, cpus = self.shape
         return {"ray": {"nodes": nodes, "cores_per_task": cpus, "tasks": self.tasks,
                         "address": self.address}}
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _get(ray, refs):

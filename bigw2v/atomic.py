@@ -6,6 +6,32 @@ import os
 import tempfile
 
 
+def _umask_from_proc():
+    """The process's umask from /proc/self/status (Linux 4.7+), or None."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# Where /proc cannot tell, the umask as it was at import: reading it means
+# setting it (os.umask), which is safe only while no other thread creates files.
+_UMASK_AT_IMPORT = _umask_from_proc()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = os.umask(0o022)
+    os.umask(_UMASK_AT_IMPORT)
+
+
+def file_mode():
+    """The mode a new file gets from open(2): 0o666 less the umask (what the .npy files get)."""
+    umask = _umask_from_proc()
+    return 0o666 & ~(_UMASK_AT_IMPORT if umask is None else umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """Open a hidden temporary file beside ``path``; on success fsync and rename it into place.
@@ -18,6 +44,8 @@ def atomic_write(path, mode="wb"):
                                suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
+            # mkstemp makes the file 0600; readers of a published model may be other users.
+            os.fchmod(f.fileno(), file_mode())
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -143,7 +143,8 @@ def build_parser():
                         "to the same end; options left out are the run's (starts a new run "
                         "if there is none)")
     g.add_argument("--force", action="store_true",
-                   help="start over even if MODELDIR holds an unfinished run")
+                   help="start over even if MODELDIR holds an unfinished run, or replace "
+                        "the finished model it holds (refused without --force)")
     g.add_argument("--init-from", metavar="OLD_MODELDIR", default=None,
                    help="warm start: words OLD_MODELDIR knows start from its vectors (input "
                         "and output), new words start fresh; same --dim. For fine-tuning "

@@ -304,7 +304,8 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
     ``settings`` is a TrainSettings; keyword overrides (e.g. ``model="cbow"``)
     apply on top of it. ``resume`` continues an unfinished run in MODELDIR
     (settings not given are the run's; given ones must agree with it);
-    ``force`` starts over even when MODELDIR holds an unfinished run.
+    ``force`` starts over even when MODELDIR holds an unfinished run, and replaces a
+    finished model (without it, a finished model in MODELDIR is refused: UsageError).
     ``init_from`` is a finished model to warm-start from. ``checkpoint_every``
     is in seconds; 0 or None turns checkpoints off. ``preflight`` False skips
     the memory and disk check made before anything is written (``preflight.py``).
@@ -336,6 +337,13 @@ def _start_session(modeldir, settings, overrides, options):
         raise UsageError(f"{modeldir} holds an unfinished run "
                          f"({describe_run(modeldir, run)}): pass "
                          "--resume to continue it, or --force to start over")
+    if finished is not None and not (options.resume or options.force):
+        # A finished model is never replaced by accident: readers may be using it.
+        where = (f"{modeldir} (a link to {os.path.realpath(modeldir)})"
+                 if os.path.islink(modeldir.rstrip(os.sep) or modeldir) else modeldir)
+        raise UsageError(f"{where} holds a finished model (created {finished.get('created')}): "
+                         "choose a new directory, or pass --force to replace it (readers of "
+                         "that model will see it disappear)")
     if options.init_from is not None:
         # A `latest` link may move on during the run.
         options.init_from = os.path.realpath(options.init_from)

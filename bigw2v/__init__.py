@@ -29,14 +29,10 @@ def train(workdir, modeldir, settings=None, progress=True, **overrides):
 
 def publish(modeldir, link):
     """Point the symbolic link ``link`` at the finished model ``modeldir``, atomically."""
+    # Importing the submodule binds this package's name `publish` to it: a module that
+    # calls this function when called (publish.py), so bigw2v.publish(...) keeps working.
     from .publish import publish as _publish
-    # Importing the submodule bigw2v.publish bound this package's name `publish` to the
-    # module: bind it back to this function, or a second call would call a module.
-    globals()["publish"] = _publish_api
     return _publish(modeldir, link)
-
-
-_publish_api = publish
 
 
 def load(modeldir, mmap=True):

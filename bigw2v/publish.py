@@ -15,6 +15,8 @@ marked finished by its ``model.json``, written last. A consumer that wants
 """
 
 import os
+import sys
+import types
 
 from .errors import OutputError, UsageError
 from .vectors import load
@@ -49,3 +51,18 @@ def publish(modeldir, link):
         raise OutputError(f"cannot publish {modeldir} as {link}: {e.strerror or e}") from None
     return {"link": os.path.abspath(link), "model": target, "vocab_size": len(vectors),
             "dim": vectors.dim}
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as ``publish``.
+
+    Importing ``bigw2v.publish`` binds the package's name ``publish`` (the API
+    function, ``bigw2v.publish(model, link)``) to the module; calling the
+    module keeps that call working.
+    """
+
+    def __call__(self, modeldir, link):
+        return publish(modeldir, link)
+
+
+sys.modules[__name__].__class__ = _CallableModule

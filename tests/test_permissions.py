@@ -85,3 +85,12 @@ def test_another_user_reads_the_published_model(shared_root):
     r = subprocess.run([sys.executable, "-c", AS_NOBODY, os.path.join(shared_root, "latest"),
                         word, work], capture_output=True, text=True, timeout=120)
     assert r.returncode == 65 and "Permission denied" in r.stderr, r.stderr
+
+
+def test_bigw2v_publish_stays_callable_once_its_module_is_imported(tmp_path):
+    from bigw2v.errors import MissingInputError
+    from bigw2v.publish import publish  # noqa: F401  (binds the package's name to the module)
+    for _ in range(2):
+        with pytest.raises(MissingInputError):
+            bigw2v.publish(str(tmp_path / "no-model"), str(tmp_path / "latest"))
+    assert bigw2v.publish.publish is publish

@@ -316,12 +316,42 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
     if checkpoint_every is not None and checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be 0 (off) or a number of seconds")
     options = RunOptions(progress, resume, force, init_from, checkpoint_every or None, preflight)
+    created = not os.path.lexists(modeldir)
     check_model_dir(modeldir)
     with lock.hold(modeldir, "bigw2v train"):
-        session = _start_session(modeldir, settings, overrides, options)
-        if session is None:
-            return finished_model(modeldir)
-        return _train_session(workdir, session)
+        session = None
+        try:
+            session = _start_session(modeldir, settings, overrides, options)
+            if session is None:
+                return finished_model(modeldir)
+            return _train_session(workdir, session)
+        except BaseException:
+            if session is not None:
+                _abandon_start(session)
+            if created:  # a rejected run leaves no empty MODELDIR behind
+                lock.remove_empty_directory(modeldir)
+            raise
+
+
+def _abandon_start(session):
+    """After a new run failed before its first checkpoint: remove what it wrote, run.json first.
+
+    Such a run must not look resumable: resuming it would only repeat the
+    failure (a --dim the --init-from model contradicts, say), and without a
+    checkpoint there is no training to keep (a resume starts it from the
+    beginning). A resumed run, or one with a checkpoint, stays.
+    """
+    if (session.resuming or session.run is None
+            or checkpoint.list_checkpoints(session.modeldir)):
+        return
+    try:
+        for name in (RUN_NAME, *weight_files(session.settings)):
+            try:
+                os.remove(os.path.join(session.modeldir, name))
+            except FileNotFoundError:
+                pass
+    except OSError as e:
+        log.warning("could not remove the failed run's files in %s: %s", session.modeldir, e)
 
 
 def _start_session(modeldir, settings, overrides, options):
@@ -352,6 +382,8 @@ def _start_session(modeldir, settings, overrides, options):
         if options.resume:
             log.info("nothing to resume in %s: starting a new run", modeldir)
         s = _requested_settings(settings, overrides).resolved()
+        if options.init_from is not None:
+            _check_init_from(options.init_from, s)
         return Session(modeldir, s, None, False, options)
     # Options not given are the run's (threads too, which may differ when given);
     # given ones must agree with the run.
@@ -371,6 +403,21 @@ def _start_session(modeldir, settings, overrides, options):
         return None
     options.init_from = recorded_init
     return Session(modeldir, s, run, True, options)
+
+
+def _check_init_from(init_from, s):
+    """Refuse a warm start from something that is not a finished model of this --dim.
+
+    Before anything is written: a mistyped path must not cost the model in MODELDIR.
+    ``warm_start`` checks the old model in full when it reads it.
+    """
+    info = finished_model(init_from) if os.path.isdir(init_from) else None
+    if info is None:
+        raise MissingInputError(f"--init-from {init_from} is not a bigw2v model (no finished "
+                                "model.json there)")
+    if info.get("dim") != s.dim:
+        raise UsageError(f"--init-from {init_from} has vectors of dim {info.get('dim')}, "
+                         f"this run has --dim {s.dim}: they must match")
 
 
 def _train_session(workdir, session):

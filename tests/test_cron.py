@@ -15,9 +15,9 @@ CRON = os.path.join(REPO, "bin", "bigw2v-cron")
 TRAIN = ["--", "--dim", "10", "--epochs", "2", "--threads", "1"]
 
 
-def cron(root, corpus, *options):
+def cron(root, corpus, *options, train=TRAIN):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
-    return subprocess.run([CRON, "--root", root, "--min-count", "2", *options, corpus, *TRAIN], env=env,
+    return subprocess.run([CRON, "--root", root, "--min-count", "2", *options, corpus, *train], env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -67,3 +67,44 @@ def test_a_second_wrapper_exits_75(tmp_path):
         fcntl.flock(f, fcntl.LOCK_EX)
         r = cron(root, tmp_path)
     assert r.returncode == 75 and "try again later" in r.stderr
+
+
+def test_the_wrapper_recovers_after_a_failed_warm_start(tmp_path):
+    """Issue 20: a --dim that contradicts the published model fails the night's run (64)
+    without leaving a run to resume; the next night, with the options fixed, trains and
+    publishes. A run left resumable by an older bigw2v (its warm start fails on every
+    --resume) is started over with the night's options."""
+    from bigw2v.encode import encoding_key
+    from bigw2v.workdir import read_manifest, read_vocab
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "day1.txt").write_text(planted_topics(n_sentences=300, seed=1)[1])
+    root = tmp_path / "root"
+    models = root / "models"
+    assert cron(root, corpus).returncode == 0
+    first = os.path.realpath(models / "latest")
+
+    r = cron(root, corpus, train=[*TRAIN[:1], "--dim", "12", *TRAIN[3:]])
+    assert r.returncode == 64 and "dim 10" in r.stderr and "--dim 12" in r.stderr, r.stderr
+    failed = (models / ".in-progress").read_text().strip()
+    assert not (models / failed).exists()  # nothing resumable, not even an empty directory
+    assert os.path.realpath(models / "latest") == first
+
+    # The trap an older bigw2v left: run.json of a dim-12 run warm-started from `latest`.
+    trap = models / failed
+    trap.mkdir()
+    info = json.loads(open(os.path.join(first, "model.json")).read())
+    work = str(root / "work")
+    words, counts = read_vocab(work)
+    words = words[:int((counts >= 2).sum())]
+    (trap / "run.json").write_text(json.dumps({
+        "format": "bigw2v-run", "version": 1, "settings": {**info["settings"], "dim": 12},
+        "encoding_key": encoding_key(words, read_manifest(work)), "workdir": work,
+        "init_from": first, "vocab_size": len(words), "corpus_tokens": 1, "started": "x"}))
+    r = cron(root, corpus)
+    assert r.returncode == 0, r.stderr
+    assert f"cannot resume {failed} (exit 64): starting it over" in r.stderr
+    second = os.path.realpath(models / "latest")
+    assert os.path.basename(second) == failed and second != first
+    assert json.loads(open(os.path.join(second, "model.json")).read())["init_from"] == first
+    assert not (models / ".in-progress").exists()

@@ -65,3 +65,56 @@ def test_a_finished_model_is_not_replaced_without_force(counted, tmp_path):
     after = snapshot(model)
     assert after["vectors.npy"] != before["vectors.npy"]
     assert json.loads(after["model.json"])["settings"]["seed"] == 2
+
+
+# ---------------------------------------------------------------- item 4
+
+
+def test_a_mistyped_init_from_leaves_nothing_behind(counted, tmp_path):
+    root, work, old = counted
+    model = tmp_path / "m"
+    r = run("train", work, "-o", model, *TINY, "--init-from", str(old) + "-typo")
+    assert r.returncode == 66 and "--init-from" in r.stderr and "Traceback" not in r.stderr
+    assert not model.exists()  # not even an empty directory with its .lock
+    r = run("train", work, "-o", model, *TINY, "--dim", "9", "--init-from", old)
+    assert r.returncode == 64 and "dim 8" in r.stderr and "--dim 9" in r.stderr, r.stderr
+    assert not model.exists()
+    # Corrected: a plain train works, without --force or --resume.
+    info = bigw2v.train(work, str(model), dim=8, epochs=1, init_from=old, progress=False)
+    assert info["warm_start"]["known_words"] > 0
+
+
+def test_a_run_that_fails_before_training_is_not_resumable(counted, tmp_path):
+    """A failure after run.json was written (here: the old model's vocabulary is gone when
+    the warm start reads it) removes run.json and the weights: the directory does not hold
+    an unfinished run that every later call would have to --resume into the same failure."""
+    root, work, old = counted
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("model.json", "vectors.npy", "output_vectors.npy"):
+        os.link(os.path.join(old, name), broken / name)  # no vocab.parquet
+    model = tmp_path / "m"
+    model.mkdir()  # made by the user: it stays, empty
+    r = run("train", work, "-o", model, *TINY, "--init-from", broken)
+    assert r.returncode == 66 and "vocab.parquet" in r.stderr, r.stderr
+    assert os.listdir(model) == [".lock"]
+    bigw2v.train(work, str(model), dim=8, epochs=1, progress=False)  # no --force needed
+    assert "model.json" in os.listdir(model) and "run.json" not in os.listdir(model)
+
+
+def test_a_failed_resume_keeps_the_run(counted, tmp_path):
+    """Only a new run is cleaned up: a run being resumed keeps its run.json and weights."""
+    from bigw2v.errors import InputDataError
+    root, work, _ = counted
+    model = str(tmp_path / "m")
+    bigw2v.train(work, model, dim=8, epochs=1, threads=1, progress=False)
+    info = json.load(open(os.path.join(model, "model.json")))
+    os.remove(os.path.join(model, "model.json"))  # as if killed before the end
+    run_record = {"format": "bigw2v-run", "version": 1, "settings": info["settings"],
+                  "encoding_key": "not-this-workdir", "workdir": work, "init_from": None,
+                  "vocab_size": info["vocab_size"], "corpus_tokens": 1, "started": "x"}
+    with open(os.path.join(model, "run.json"), "w") as f:
+        json.dump(run_record, f)
+    with pytest.raises(InputDataError, match="changed since the run"):
+        bigw2v.train(work, model, resume=True, progress=False)
+    assert {"run.json", "vectors.npy"} <= set(os.listdir(model))

@@ -97,9 +97,10 @@ def test_disk_for_weights_and_checkpoint_copies(planted_workdir, tmp_path, room)
         train(workdir, str(tmp_path / "m"), **OPTIONS)
     assert "--checkpoint-every 0" in str(e.value)
     assert train(workdir, str(tmp_path / "m"), checkpoint_every=0, **OPTIONS)["complete"]
-    # Training the same MODELDIR again: the old model's files are replaced, so count as free.
+    # Training the same MODELDIR again (--force): the old model's files are replaced, so
+    # count as free.
     room["disk"] = with_copies - needs(workdir, v).weights  # the old weights file alone is freed
-    assert train(workdir, str(tmp_path / "m"), **OPTIONS)["complete"]
+    assert train(workdir, str(tmp_path / "m"), force=True, **OPTIONS)["complete"]
 
 
 def test_token_file_counts_on_the_workdir_disk(tmp_path, room):

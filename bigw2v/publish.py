@@ -19,7 +19,7 @@ import sys
 import types
 
 from .errors import OutputError, UsageError
-from .vectors import load
+from .vectors import load_model_dir as load
 
 
 def publish(modeldir, link):

@@ -1,21 +1,29 @@
-"""Trained word vectors: loading, similarity queries, and the word2vec file formats.
+"""Trained word vectors: loading, similarity queries, and the files other tools read.
 
 A trained model directory holds ``vectors.npy`` (the input vectors, one row
 per vocabulary word, most frequent first) next to ``vocab.parquet``. ``load``
-memory-maps the matrix so that opening a 3M-word model costs only the vocabulary.
+memory-maps the matrix so that opening a 3M-word model costs only the
+vocabulary; it also reads a word2vec file (the C tool's binary or text format,
+gensim's and fastText's ``.vec``, compressed or not; ``w2vfile.py``) or our
+Parquet export, recognised from the content, with ``limit`` for the first rows.
 
-``save_word2vec_format`` / ``load_word2vec_format`` speak the original C
-tool's formats, so our vectors can be used by ``distance`` or gensim, and the
-reference tools' vectors can be scored by our evaluator.
+``save_word2vec_format`` / ``save_parquet`` write the vectors for other tools
+(the C tool's ``distance``, gensim; DuckDB, Polars, Spark), and
+``Vectors.to_gensim`` hands them to gensim in memory. Exports write through to
+devices, pipes and standard output (``-``), follow a symbolic link to the file
+it names, and replace a regular file atomically.
 """
 
+import contextlib
+import errno
 import json
-import mmap
 import os
+import stat
+import sys
 
 import numpy as np
 
-from .errors import InputDataError, MissingInputError, OutputError, UsageError
+from .errors import InputDataError, MissingInputError, OutputError, ResourceError, UsageError
 from .modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
 
 
@@ -23,9 +31,15 @@ from .modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
 # float64 temporaries to tens of megabytes whatever the vocabulary size.
 ROW_BLOCK = 65536
 
+# Scores held at once by a batch of queries (floats): bounds the score matrix
+# of most_similar_batch to 128 MB whatever the vocabulary and the batch.
+SCORE_FLOATS = 32 * 2**20
+
 # Bytes the C tool and gensim treat as word separators; a word containing one
 # cannot be written in the word2vec formats and read back as the same word.
 VECTOR_FILE_SEPARATORS = (9, 10, 11, 12, 13, 32)
+
+PARQUET_MAGIC = b"PAR1"
 
 
 class UnknownWordError(InputDataError, KeyError):
@@ -59,6 +73,18 @@ def unit_rows(matrix):
     return out
 
 
+def inverse_norms(matrix):
+    """1 / the L2 norm of every row of `matrix` as float32 (0 for an all-zero row)."""
+    matrix = np.asarray(matrix)
+    out = np.empty(matrix.shape[0], dtype=np.float32)
+    for start in range(0, matrix.shape[0], ROW_BLOCK):
+        block = np.asarray(matrix[start:start + ROW_BLOCK], dtype=np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        with np.errstate(divide="ignore"):
+            out[start:start + ROW_BLOCK] = np.where(norms > 0.0, 1.0 / norms, 0.0)
+    return out
+
+
 class Vectors:
     """Word vectors with their vocabulary; row i of `vectors` belongs to `words[i]`.
 
@@ -85,11 +111,10 @@ class Vectors:
         self.words = words
         self.vectors = vectors
         self.counts = counts
-        self.word_to_index = {}
-        # Reversed so that for a repeated word the earliest row wins.
-        for i in range(len(words) - 1, -1, -1):
-            self.word_to_index[words[i]] = i
+        # Built from the end so that for a repeated word the earliest row wins.
+        self.word_to_index = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
         self._unit_vectors = None
+        self._inverse_norms = None
 
     @property
     def dim(self):
@@ -117,7 +142,8 @@ class Vectors:
     def unit_vectors(self, limit=None):
         """L2-normalised float32 copy of the vectors (zero rows stay zero).
 
-        The full matrix is computed once and cached. With `limit`, only the
+        The full matrix is computed once and cached (a second matrix the size of
+        the vectors: the queries below do not need it). With `limit`, only the
         first `limit` rows are wanted: they are sliced from the cache when it
         exists, else normalised on their own so that evaluating against the
         30,000 most frequent words of a huge vocabulary stays cheap.
@@ -135,19 +161,25 @@ class Vectors:
             return self._unit_vectors[self.index(word)]
         return unit_rows(self.vectors[self.index(word)][None, :])[0]
 
+    def inverse_norms(self, limit=None):
+        """1 / the length of each row (0 for a zero row), float32; cached for all rows.
+
+        Cosines are then ``(vectors @ unit_query) * inverse_norms``: the queries
+        need one float per word besides the vectors, not a normalised copy.
+        """
+        if self._inverse_norms is not None:
+            return self._inverse_norms if limit is None else self._inverse_norms[:limit]
+        if limit is not None and limit < len(self):
+            return inverse_norms(self.vectors[:limit])
+        self._inverse_norms = inverse_norms(self.vectors)
+        return self._inverse_norms
+
     def similarity(self, a, b):
         """Cosine similarity of words `a` and `b` (0.0 if either vector is zero)."""
         return float(np.dot(self.unit_vector(a), self.unit_vector(b)))
 
-    def most_similar(self, positive, negative=(), topn=10, restrict_vocab=None):
-        """Words nearest to the sum of `positive` minus `negative` words (3CosAdd).
-
-        As in gensim and the C tool: the unit vectors of the positive words are
-        added, those of the negative words subtracted, and the result is compared
-        by cosine with every unit vector; the query words themselves are never
-        returned. `restrict_vocab` limits the candidates to the first (most
-        frequent) rows. Returns up to `topn` (word, cosine) pairs, best first.
-        """
+    def _query(self, positive, negative):
+        """(unit query vector float32, rows of its words) of one most_similar query."""
         if isinstance(positive, str):
             positive = [positive]
         if isinstance(negative, str):
@@ -155,9 +187,7 @@ class Vectors:
         positive, negative = list(positive), list(negative)
         if not positive and not negative:
             raise UsageError("most_similar needs at least one positive or negative word")
-        if topn < 0:
-            raise UsageError(f"topn must be >= 0, got {topn}")
-        query_rows = [self.index(w) for w in positive + negative]
+        rows = [self.index(w) for w in positive + negative]
         query = np.zeros(self.dim, dtype=np.float64)
         for word in positive:
             query += self.unit_vector(word)
@@ -166,9 +196,64 @@ class Vectors:
         norm = np.linalg.norm(query)
         if norm > 0:
             query /= norm
+        return query.astype(np.float32), rows
+
+    def most_similar(self, positive, negative=(), topn=10, restrict_vocab=None):
+        """Words nearest to the sum of `positive` minus `negative` words (3CosAdd).
+
+        As in gensim and the C tool: the unit vectors of the positive words are
+        added, those of the negative words subtracted, and the result is compared
+        by cosine with every vector; the query words themselves are never
+        returned. `restrict_vocab` limits the candidates to the first (most
+        frequent) rows. Returns up to `topn` (word, cosine) pairs, best first.
+        """
+        query, rows = self._query(positive, negative)
+        return self._nearest(query[None, :], [rows], topn, restrict_vocab)[0]
+
+    def most_similar_batch(self, queries, topn=10, restrict_vocab=None):
+        """``most_similar`` for many queries at once: one matrix product per batch.
+
+        Each query is a word, or a list of positive words, or a
+        ``(positive, negative)`` pair of lists. Returns one list of
+        (word, cosine) pairs per query, the same as asking one at a time, at
+        the cost of one pass over the vectors for up to ``SCORE_FLOATS /
+        vocabulary size`` queries (all of them, for vocabularies up to ~100k
+        words and a few hundred queries) instead of one pass per query.
+        """
+        built = []
+        for q in queries:
+            if isinstance(q, tuple) and len(q) == 2 and not isinstance(q[0], str):
+                built.append(self._query(q[0], q[1]))
+            else:
+                built.append(self._query(q, ()))
+        if not built:
+            return []
+        matrix = np.stack([q for q, _ in built])
+        return self._nearest(matrix, [rows for _, rows in built], topn, restrict_vocab)
+
+    def _nearest(self, queries, excluded, topn, restrict_vocab):
+        """The `topn` best rows for each unit query (rows of `queries`), `excluded` rows left out."""
+        if topn < 0:
+            raise UsageError(f"topn must be >= 0, got {topn}")
         limit = len(self) if restrict_vocab is None else max(0, min(restrict_vocab, len(self)))
-        candidates = self.unit_vectors(limit)
-        scores = candidates @ query.astype(np.float32)
+        inverse = self.inverse_norms(limit)
+        per_pass = max(1, SCORE_FLOATS // max(1, limit))
+        results = []
+        for first in range(0, queries.shape[0], per_pass):
+            group = queries[first:first + per_pass]
+            # scores[row, j]: cosine of candidate row with query j, a block of rows at a time.
+            scores = np.empty((limit, group.shape[0]), dtype=np.float32)
+            for start in range(0, limit, ROW_BLOCK):
+                stop = min(limit, start + ROW_BLOCK)
+                block = np.asarray(self.vectors[start:stop])
+                np.matmul(block, group.T, out=scores[start:stop])
+                scores[start:stop] *= inverse[start:stop, None]
+            for j in range(group.shape[0]):
+                column = np.ascontiguousarray(scores[:, j])
+                results.append(self._top(column, excluded[first + j], topn, limit))
+        return results
+
+    def _top(self, scores, query_rows, topn, limit):
         excluded = [row for row in set(query_rows) if row < limit]
         scores[excluded] = -np.inf
         wanted = min(topn, limit - len(excluded))
@@ -186,12 +271,69 @@ class Vectors:
         """Answer "`a` is to `b` as `c` is to ?" as most_similar(positive=[b, c], negative=[a])."""
         return self.most_similar(positive=[b, c], negative=[a], topn=topn)
 
+    # -- for other tools
+
+    def save_word2vec_format(self, path, binary=True):
+        """Write the C tool's binary or text format; see ``save_word2vec_format``."""
+        save_word2vec_format(self, path, binary=binary)
+
+    def save_parquet(self, path):
+        """Write a Parquet table (word, count, vector); see ``save_parquet``."""
+        save_parquet(self, path)
+
+    def to_gensim(self):
+        """These vectors as a gensim ``KeyedVectors`` (gensim must be installed).
+
+        The vectors are copied into memory (gensim's own array, writable);
+        words keep their rows, and known counts become gensim's ``count``
+        attribute (``kv.get_vecattr(word, "count")``).
+        """
+        try:
+            from gensim.models import KeyedVectors
+        except ImportError:
+            raise ImportError("Vectors.to_gensim() needs gensim, an optional dependency: "
+                              "pip install gensim") from None
+        kv = KeyedVectors(self.dim, count=0, dtype=np.float32)
+        kv.index_to_key = list(self.words)
+        kv.key_to_index = dict(self.word_to_index)
+        kv.vectors = np.array(self.vectors, dtype=np.float32, copy=True)
+        if self.counts is not None:
+            kv.allocate_vecattrs(attrs=["count"], types=[np.int64])
+            kv.expandos["count"][:] = self.counts
+        return kv
+
 
 # ---------------------------------------------------------------------------
-# Model directories written by the trainer
+# Loading: model directories, word2vec files, our Parquet export
 
 
-def load(modeldir, mmap=True):
+def load(path, mmap=True, limit=None):
+    """Load vectors from a model directory, a word2vec file or a Parquet export.
+
+    A directory must be a finished bigw2v model (its matrix memory-mapped
+    with `mmap`); a file is recognised from its content: our Parquet export,
+    or a word2vec binary or text file, plain or gzip/bzip2/xz/zstd-compressed
+    (read into one float32 matrix). `limit` keeps only the first rows (the
+    most frequent words, in files from the C tool, gensim or fastText).
+    """
+    if limit is not None and limit < 0:
+        raise UsageError(f"limit must be 0 or more, got {limit}")
+    if os.path.isdir(path):
+        return load_model_dir(path, mmap=mmap, limit=limit)
+    if not os.path.exists(path):
+        raise MissingInputError(f"{path} does not exist (a bigw2v model directory or a "
+                                "vectors file was expected)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise InputDataError(f"cannot read {path}: {e.strerror or e}") from None
+    if head == PARQUET_MAGIC:
+        return load_parquet(path, limit=limit)
+    return load_word2vec_format(path, limit=limit)
+
+
+def load_model_dir(modeldir, mmap=True, limit=None):
     """Load the input vectors of a finished bigw2v model directory.
 
     With `mmap` the matrix stays on disk (read-only memmap) and pages in as used.
@@ -246,13 +388,142 @@ def load(modeldir, mmap=True):
             f"{expected_shape[1]}, vocab.parquet has {len(words)} words, "
             f"vectors.npy has shape {vectors.shape}"
         )
+    if limit is not None:
+        words, vectors, counts = words[:limit], vectors[:limit], counts[:limit]
     return Vectors(words, vectors, counts)
 
 
+def load_word2vec_format(path, binary=None, limit=None):
+    """Read vectors written by the C tool, gensim, fastText or `save_word2vec_format`.
+
+    `binary=None` detects the format from the first record; compression
+    (gzip, bzip2, xz, zstd) is detected from the first bytes. Rows keep file
+    order (most frequent first for the C tool, `</s>` included as a word);
+    `limit` reads only the first rows. Counts are unknown (None). Memory: one
+    float32 matrix and the words (``w2vfile.py``).
+    """
+    from .w2vfile import read_word2vec
+    words, matrix = read_word2vec(path, binary=binary, limit=limit)
+    return Vectors(words, matrix)
+
+
+def load_parquet(path, limit=None):
+    """Read vectors from a Parquet file as ``save_parquet`` writes it.
+
+    Columns `word` (string), `vector` (a fixed-size list of floats) and
+    optionally `count` (int64, nulls when unknown).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+    except Exception as e:  # pyarrow raises several unrelated types for bad files
+        raise InputDataError(f"{path}: cannot read Parquet: {e}") from None
+    names = schema.names
+    if "word" not in names or "vector" not in names or \
+            not pa.types.is_fixed_size_list(schema.field("vector").type):
+        raise InputDataError(f"{path}: not a vectors table: it needs columns word (string) and "
+                             "vector (fixed-size list of float32)")
+    dim = schema.field("vector").type.list_size
+    rows = pf.metadata.num_rows if limit is None else min(limit, pf.metadata.num_rows)
+    columns = ["word", "vector"] + (["count"] if "count" in names else [])
+    matrix = np.empty((rows, dim), dtype=np.float32)
+    counts = np.zeros(rows, dtype=np.int64)
+    known = True
+    words = []
+    done = 0
+    try:
+        for batch in pf.iter_batches(batch_size=ROW_BLOCK, columns=columns):
+            take = min(batch.num_rows, rows - done)
+            if take <= 0:
+                break
+            batch = batch.slice(0, take)
+            words.extend(batch.column(0).to_pylist())
+            values = batch.column(1).flatten().to_numpy(zero_copy_only=False)
+            matrix[done:done + take] = values.reshape(take, dim)
+            if "count" in names:
+                column = batch.column(2)
+                known = known and column.null_count == 0
+                if known:
+                    counts[done:done + take] = column.to_numpy(zero_copy_only=False)
+            done += take
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputDataError(f"{path}: cannot read Parquet (row {done + 1:,}): {e}") from None
+    return Vectors(words, matrix, counts if known and "count" in names else None)
+
+
 # ---------------------------------------------------------------------------
-# The original C tool's formats: a "V d" header, then one word per record,
-# either as text ("word v1 ... vd") or binary (word, space, d little-endian
-# float32, newline).
+# Writing for other tools. The C tool's formats: a "V d" header, then one word
+# per record, either as text ("word v1 ... vd") or binary (word, space, d
+# little-endian float32, newline).
+
+
+@contextlib.contextmanager
+def open_output(path):
+    """A binary file to write an export to `path`, chosen by what `path` is.
+
+    ``-``: standard output. A device, a pipe or a socket (after following
+    symbolic links): written through, in place. A symbolic link: followed on
+    purpose, the file it names is written and the link stays. A regular file,
+    or nothing yet: written under a temporary name beside it and renamed into
+    place when complete, so a crash never leaves a half-written file.
+    """
+    if path == "-" or path == sys.stdout:
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    from .atomic import atomic_write
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if st is None or stat.S_ISREG(st.st_mode):
+        with atomic_write(target) as out:
+            yield out
+    else:
+        with open(target, "wb") as out:
+            yield out
+
+
+def _write_error(path, e):
+    """The error to raise for an OSError writing an export to `path`."""
+    where = "standard output" if path == "-" else str(path)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(f"cannot write {where}: no space left on device")
+    return OutputError(f"cannot write {where}: {e.strerror or e}")
+
+
+def _write(path, write_body):
+    """Run ``write_body(file)`` on ``open_output(path)``, errors as one line each."""
+    try:
+        with open_output(path) as out:
+            write_body(out)
+    except BrokenPipeError:
+        raise  # the reader went away: the CLI ends quietly
+    except OSError as e:
+        raise _write_error(path, e) from None
+
+
+_SEPARATOR_RE = None
+
+
+def _check_words(words):
+    """Refuse words the word2vec formats cannot hold: empty, or with whitespace."""
+    global _SEPARATOR_RE
+    if _SEPARATOR_RE is None:
+        import re
+        _SEPARATOR_RE = re.compile("[" + "".join(map(chr, VECTOR_FILE_SEPARATORS)) + "]")
+    if "" in words or _SEPARATOR_RE.search("\0".join(words)):
+        bad = next(w for w in words if not w or _SEPARATOR_RE.search(w))
+        raise InputDataError(
+            f"word {bad!r} is empty or contains whitespace; it cannot be written in word2vec format"
+        )
 
 
 def _encode_words(words):
@@ -303,144 +574,62 @@ def _text_block(words, rows):
 def save_word2vec_format(vectors, path, binary=True):
     """Write `vectors` (a Vectors) in the C tool's binary or text format.
 
-    The file is written next to `path` under a temporary name and renamed into
-    place, so a crash never leaves a truncated file under the final name.
+    `path` as ``open_output`` takes it: ``-`` for standard output, a device or
+    a pipe written through, a regular file replaced atomically.
     """
-    tmp_path = f"{path}.tmp{os.getpid()}"
     matrix = vectors.vectors
     # About 16 MB of vector data per block, whatever the dimension.
     rows_per_block = max(1, (16 << 20) // max(1, 4 * vectors.dim))
     make_block = _binary_block if binary else _text_block
-    try:
-        with open(tmp_path, "wb") as out:
-            out.write(f"{len(vectors)} {vectors.dim}\n".encode("ascii"))
-            for start in range(0, len(vectors), rows_per_block):
-                stop = start + rows_per_block
-                out.write(make_block(vectors.words[start:stop], np.asarray(matrix[start:stop])))
-        os.replace(tmp_path, path)
-    except OSError as e:
-        _remove_quietly(tmp_path)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        _remove_quietly(tmp_path)
-        raise
+    _check_words(vectors.words)  # before anything is written: output may be a pipe
+
+    def body(out):
+        out.write(f"{len(vectors)} {vectors.dim}\n".encode("ascii"))
+        for start in range(0, len(vectors), rows_per_block):
+            stop = start + rows_per_block
+            out.write(make_block(vectors.words[start:stop], np.asarray(matrix[start:stop])))
+
+    _write(path, body)
 
 
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+def parquet_schema(dim):
+    """The Parquet export's schema (docs/formats.md)."""
+    import pyarrow as pa
+    return pa.schema([
+        pa.field("word", pa.string(), nullable=False),
+        pa.field("count", pa.int64()),
+        pa.field("vector", pa.list_(pa.field("element", pa.float32(), nullable=False), dim),
+                 nullable=False),
+    ], metadata={b"bigw2v": json.dumps({"format": "bigw2v-vectors", "version": 1,
+                                        "dim": dim}).encode()})
 
 
-def _parse_header(line, path):
-    parts = line.split()
-    try:
-        count, dim = (int(p) for p in parts)
-    except ValueError:
-        count = dim = -1
-    if len(parts) != 2 or count < 0 or dim <= 0:
-        raise InputDataError(
-            f"{path}: not a word2vec file: the first line should be 'WORDS DIM', "
-            f"got {line[:60]!r}"
-        )
-    return count, dim
+def save_parquet(vectors, path, rows_per_group=ROW_BLOCK):
+    """Write `vectors` as a Parquet table, one row group per `rows_per_group` rows.
 
-
-def _looks_like_text(first_record, dim):
-    """True if the first record after the header reads as a text-format line."""
-    parts = first_record.split()
-    if len(parts) != dim + 1:
-        return False
-    try:
-        [float(p) for p in parts[1:]]
-    except ValueError:
-        return False
-    return True
-
-
-def load_word2vec_format(path, binary=None):
-    """Read vectors written by the C tool, gensim, or `save_word2vec_format`.
-
-    `binary=None` detects the format from the first record. Rows keep file
-    order (most frequent first for the C tool, `</s>` included as a word);
-    counts are unknown and set to None.
+    Columns: ``word`` (string), ``count`` (int64, null when unknown) and
+    ``vector`` (fixed_size_list<float32>[dim]); no dictionary encoding (words
+    are unique, floats do not repeat). Read by DuckDB (``FLOAT[dim]``),
+    Polars (``Array(Float32, dim)``), Spark, pandas. `path` as for
+    ``save_word2vec_format``.
     """
-    if not os.path.isfile(path):
-        raise MissingInputError(f"vectors file {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                raise InputDataError(f"{path}: file is empty, not a word2vec file")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                header_end = data.find(b"\n")
-                if header_end < 0:
-                    raise InputDataError(f"{path}: not a word2vec file: no header line")
-                count, dim = _parse_header(data[:header_end].decode("ascii", "replace"), path)
-                start = header_end + 1
-                if binary is None:
-                    line_end = data.find(b"\n", start)
-                    first = data[start:line_end if line_end >= 0 else size]
-                    binary = count > 0 and not _looks_like_text(first, dim)
-                if binary:
-                    words, matrix = _read_binary(data, start, count, dim, path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    schema = parquet_schema(vectors.dim)
+    vector_type = schema.field("vector").type
+
+    def body(out):
+        with pq.ParquetWriter(out, schema, use_dictionary=False) as writer:
+            for start in range(0, len(vectors), rows_per_group):
+                stop = min(len(vectors), start + rows_per_group)
+                rows = np.ascontiguousarray(vectors.vectors[start:stop], dtype=np.float32)
+                values = pa.array(rows.reshape(-1), type=pa.float32())
+                column = pa.FixedSizeListArray.from_arrays(values, type=vector_type)
+                if vectors.counts is None:
+                    counts = pa.nulls(stop - start, pa.int64())
                 else:
-                    words, matrix = _read_text(data, start, count, dim, path)
-    except OSError as e:
-        raise InputDataError(f"cannot read {path}: {e.strerror or e}") from None
-    return Vectors(words, matrix)
+                    counts = pa.array(vectors.counts[start:stop], type=pa.int64())
+                words = pa.array(vectors.words[start:stop], type=pa.string())
+                writer.write_table(pa.Table.from_arrays([words, counts, column], schema=schema))
 
-
-def _read_binary(data, pos, count, dim, path):
-    words = []
-    matrix = np.empty((count, dim), dtype=np.float32)
-    record_bytes = 4 * dim
-    size = len(data)
-    for i in range(count):
-        # The C tool ends records with '\n'; gensim does not. Either way a
-        # record's word starts after any newlines.
-        while pos < size and data[pos] in (10, 13):
-            pos += 1
-        space = data.find(b" ", pos)
-        if space < 0 or space + 1 + record_bytes > size:
-            raise InputDataError(
-                f"{path}: truncated: the header promises {count} words, the file ends in word {i + 1}"
-            )
-        words.append(data[pos:space].decode("utf-8", "replace"))
-        matrix[i] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
-        pos = space + 1 + record_bytes
-    return words, matrix
-
-
-def _read_text(data, pos, count, dim, path):
-    words = []
-    matrix = np.empty((count, dim), dtype=np.float32)
-    size = len(data)
-    line_number = 1
-    i = 0
-    while i < count:
-        if pos >= size:
-            raise InputDataError(
-                f"{path}: truncated: the header promises {count} words, the file has {i}"
-            )
-        end = data.find(b"\n", pos)
-        if end < 0:
-            end = size
-        line = data[pos:end]
-        pos = end + 1
-        line_number += 1
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != dim + 1:
-            raise InputDataError(
-                f"{path}:{line_number}: expected a word and {dim} numbers, got {len(parts)} fields"
-            )
-        try:
-            matrix[i] = np.array(parts[1:], dtype=np.float64)
-        except ValueError:
-            raise InputDataError(f"{path}:{line_number}: a vector value is not a number") from None
-        words.append(parts[0].decode("utf-8", "replace"))
-        i += 1
-    return words, matrix
+    _write(path, body)

@@ -1,11 +1,17 @@
-"""Warm start (``--init-from``): begin a run from an older model's vectors.
+"""Warm start (``--init-from``): begin a run from older vectors, matched by word.
 
-Rows are matched by word, so the vocabulary may grow, shrink or reorder:
-a word the old model knows gets its old input vector and, when both runs
-use negative sampling, its old output vector; a new word keeps the fresh
-initialisation (random input row, zero output row). Hierarchical-softmax
-node vectors are never carried over: the Huffman tree is rebuilt from the
-new counts, so node i of the old tree means nothing in the new one.
+The source is a finished bigw2v model directory or a word2vec file (the C
+tool's binary or text format, gensim's, fastText's ``.vec``; compressed too).
+Rows are matched by word, so the vocabulary may grow, shrink or reorder: a
+word the source knows gets its vector (for a model, when both runs use
+negative sampling, its output vector too; a word2vec file has no output
+vectors); a new word keeps the fresh initialisation (random input row, zero
+output row). Hierarchical-softmax node vectors are never carried over: the
+Huffman tree is rebuilt from the new counts, so node i of the old tree means
+nothing in the new one. A word a file holds twice starts from its first row.
+
+A file is streamed a block of rows at a time straight into the new weights:
+memory is one block, however big the file.
 """
 
 import logging
@@ -14,7 +20,8 @@ import os
 import numpy as np
 
 from .errors import MissingInputError, UsageError
-from .vectors import load
+from .modeldir import finished_model
+from .vectors import load_model_dir
 
 log = logging.getLogger("bigw2v")
 
@@ -41,16 +48,55 @@ def copy_rows(target, source, target_rows, source_rows):
         target[t] = source[s]
 
 
-def warm_start(old_modeldir, words, dim, input_vectors, output_vectors):
-    """Copy the old model's vectors of known words into the new weights.
+def _dim_error(source, source_dim, dim):
+    return UsageError(f"--init-from {source} has vectors of dim {source_dim}, "
+                      f"this run has --dim {dim}: they must match")
 
-    ``output_vectors`` is None when the new run has no negative sampling.
-    Returns a summary dict for the run's figures.
+
+def check_source(source, dim):
+    """Refuse, before anything is written, a source that is not usable with --dim ``dim``.
+
+    A directory must hold a finished model of that dim; a file must be a
+    word2vec file (its header and first record are read) of that dim.
     """
-    old = load(old_modeldir)  # checks the model is complete and consistent
+    if os.path.isdir(source):
+        info = finished_model(source)
+        if info is None:
+            raise MissingInputError(f"--init-from {source} is not a bigw2v model (no finished "
+                                    "model.json there)")
+        if info.get("dim") != dim:
+            raise _dim_error(source, info.get("dim"), dim)
+        return
+    if not os.path.exists(source):
+        raise MissingInputError(f"--init-from {source} does not exist (a bigw2v model "
+                                "directory or a word2vec file was expected)")
+    from .w2vfile import read_header
+    _, source_dim, _ = read_header(source)
+    if source_dim != dim:
+        raise _dim_error(source, source_dim, dim)
+
+
+def warm_start(source, words, dim, input_vectors, output_vectors):
+    """Copy the source's vectors of known words into the new weights.
+
+    ``source`` is a model directory or a word2vec file; ``output_vectors`` is
+    None when the new run has no negative sampling. Returns a summary dict
+    for the run's figures (model.json's ``warm_start``).
+    """
+    if os.path.isdir(source):
+        summary = _from_model(source, words, dim, input_vectors, output_vectors)
+    else:
+        summary = _from_file(source, words, dim, input_vectors, output_vectors is not None)
+    known = summary["known_words"]
+    log.info("warm start from %s: %d of %d words keep their vectors, %d are new",
+             source, known, len(words), len(words) - known)
+    return summary
+
+
+def _from_model(old_modeldir, words, dim, input_vectors, output_vectors):
+    old = load_model_dir(old_modeldir)  # checks the model is complete and consistent
     if old.dim != dim:
-        raise UsageError(f"--init-from {old_modeldir} has vectors of dim {old.dim}, "
-                         f"this run has --dim {dim}: they must match")
+        raise _dim_error(old_modeldir, old.dim, dim)
     new_rows, old_rows = matching_rows(words, old.words)
     copy_rows(input_vectors, old.vectors, new_rows, old_rows)
     outputs_copied = False
@@ -67,8 +113,40 @@ def warm_start(old_modeldir, words, dim, input_vectors, output_vectors):
         if not outputs_copied:
             log.warning("%s has no negative-sampling output vectors: they start fresh",
                         old_modeldir)
-    log.info("warm start from %s: %d of %d words keep their vectors, %d are new",
-             old_modeldir, new_rows.shape[0], len(words), len(words) - new_rows.shape[0])
-    return {"from": old_modeldir, "known_words": int(new_rows.shape[0]),
+    return {"from": old_modeldir, "source": "model", "known_words": int(new_rows.shape[0]),
             "new_words": int(len(words) - new_rows.shape[0]),
             "old_vocab_size": len(old.words), "output_vectors_copied": outputs_copied}
+
+
+def _from_file(path, words, dim, input_vectors, has_outputs):
+    """Stream a word2vec file into the rows of the words it shares with ``words``."""
+    from .w2vfile import Word2VecReader
+    with Word2VecReader(path) as reader:
+        if reader.dim != dim:
+            raise _dim_error(path, reader.dim, dim)
+        index = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+        taken = np.zeros(len(words), dtype=bool)
+        block = np.empty((max(1, min(ROW_BLOCK, reader.count)), dim), dtype=np.float32)
+        while reader.rows_read < reader.count:
+            first = reader.rows_read
+            got = reader.read_into(block)
+            rows = np.fromiter((index.get(w, -1) for w in got), dtype=np.int64, count=len(got))
+            source = np.flatnonzero(rows >= 0)
+            # The first row of a word wins: in this block (np.unique's first index), and
+            # over blocks (taken).
+            target, first_seen = np.unique(rows[source], return_index=True)
+            source = source[first_seen]
+            fresh = ~taken[target]
+            source, target = source[fresh], target[fresh]
+            order = np.argsort(target)  # ascending rows: sequential writes to the memmap
+            input_vectors[target[order]] = block[source[order]]
+            taken[target] = True
+            if reader.rows_read == first:
+                break
+        rows_read, binary = reader.rows_read, reader.binary
+    known = int(taken.sum())
+    if has_outputs:
+        log.info("%s is a word2vec file, without output vectors: they start fresh", path)
+    return {"from": path, "source": f"word2vec {'binary' if binary else 'text'} file",
+            "known_words": known, "new_words": int(len(words) - known),
+            "old_vocab_size": rows_read, "output_vectors_copied": False}

@@ -165,7 +165,7 @@ def test_load_model_directory(tmp_path):
 
 
 def test_load_missing_model(tmp_path):
-    with pytest.raises(MissingInputError, match="not a bigw2v model directory"):
+    with pytest.raises(MissingInputError, match="nothing does not exist"):
         load(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingInputError, match="not a bigw2v model directory"):

@@ -108,3 +108,25 @@ def test_the_wrapper_recovers_after_a_failed_warm_start(tmp_path):
     assert os.path.basename(second) == failed and second != first
     assert json.loads(open(os.path.join(second, "model.json")).read())["init_from"] == first
     assert not (models / ".in-progress").exists()
+
+
+def test_the_wrapper_finds_bigw2v_under_crons_path_or_exits_127(tmp_path):
+    """Cron's PATH (/usr/bin:/bin) has no bigw2v: the wrapper takes BIGW2V, else the
+    repository's .venv; a BIGW2V that is not there is a one-line 127."""
+    cron_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    missing = tmp_path / "no-corpus"  # count exits 66 at once: bigw2v was found and ran
+
+    def wrapper(env):
+        return subprocess.run([CRON, "--root", tmp_path / "root", missing], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    r = wrapper({**cron_env, "BIGW2V": os.path.join(os.path.dirname(sys.executable), "bigw2v")})
+    assert r.returncode == 66 and "no such file" in r.stderr, r.stderr
+    r = wrapper({**cron_env, "BIGW2V": str(tmp_path / "venv" / "bin" / "bigw2v")})
+    assert r.returncode == 127, r.stderr
+    assert "cannot run bigw2v" in r.stderr and "BIGW2V=" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    if os.access(os.path.join(REPO, ".venv", "bin", "bigw2v"), os.X_OK):
+        r = wrapper(cron_env)
+        assert r.returncode == 66, r.stderr
+        assert os.path.join(REPO, ".venv", "bin", "bigw2v") + " count" in r.stderr

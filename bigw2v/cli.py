@@ -13,10 +13,39 @@ import traceback
 
 from dataclasses import fields
 
-from .errors import EXIT_INTERNAL, EXIT_IO, Bigw2vError, Interrupted, exit_codes_text
-from .settings import TrainSettings
+from .errors import EXIT_INTERNAL, EXIT_IO, Bigw2vError, Interrupted, UsageError, exit_codes_text
+from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS, TrainSettings
 
 EPILOG_EXIT_CODES = exit_codes_text()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a bad option *value* (not a number, out of range, not one
+    of the choices) is a one-line error and exit 64, a bad option value like those
+    bigw2v checks itself (--sample 2); a bad command line (a missing, unknown or extra
+    argument, an unknown command) stays argparse's usage and exit 2."""
+
+    _bad_value = False
+
+    def _get_value(self, action, arg_string):
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError:
+            self._bad_value = True
+            raise
+
+    def _check_value(self, action, value):
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError:
+            # An unknown command is the command line's shape, not a value.
+            self._bad_value = not isinstance(action, argparse._SubParsersAction)
+            raise
+
+    def error(self, message):
+        if self._bad_value:
+            self.exit(UsageError.exit_code, f"{self.prog}: error: {message}\n")
+        super().error(message)
 
 
 def _int_at_least(low):
@@ -51,7 +80,7 @@ def _seconds(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bigw2v",
         description="Train word2vec embeddings on very large text, in two passes: "
                     "`bigw2v count` builds the vocabulary, `bigw2v train` trains.",
@@ -145,10 +174,28 @@ def build_parser():
     g.add_argument("--force", action="store_true",
                    help="start over even if MODELDIR holds an unfinished run, or replace "
                         "the finished model it holds (refused without --force)")
-    g.add_argument("--init-from", metavar="OLD_MODELDIR", default=None,
-                   help="warm start: words OLD_MODELDIR knows start from its vectors (input "
-                        "and output), new words start fresh; same --dim. For fine-tuning "
-                        "consider a lower --alpha (see docs/cron.md)")
+    g.add_argument("--init-from", metavar="MODEL", default=None,
+                   help="warm start: words MODEL knows start from its vectors, new words "
+                        "start fresh; same --dim. MODEL is an older model directory (input "
+                        "and output vectors) or a word2vec file (.bin, .txt, .vec, "
+                        "compressed too: the word vectors). For fine-tuning consider a lower "
+                        "--alpha (see docs/cron.md)")
+    g = p.add_argument_group("on a Ray cluster (pip install 'bigw2v[ray]'; docs/distributed.md)")
+    g.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="train with one actor per node: ADDRESS as ray.init takes it (auto: "
+                        "the running cluster; ray://host:10001); without ADDRESS a local "
+                        "cluster is started. The counted inputs must be URIs or paths every "
+                        "node can read")
+    g.add_argument("--nodes", type=_positive_int, default=None,
+                   help="nodes to train on (default: every node of the cluster)")
+    g.add_argument("--sync-words", type=_positive_int, default=None,
+                   help=f"words a node trains between two averagings (default {RAY_SYNC_WORDS:,})")
+    g.add_argument("--hot-rows", type=_nonnegative_int, default=None,
+                   help=f"most frequent rows averaged after every round; twice as many after "
+                        f"every second round, and so on (default {RAY_HOT_ROWS})")
+    g.add_argument("--full-sync-every", type=_positive_int, default=None, metavar="ROUNDS",
+                   help=f"rounds between two averagings of every row (also at each epoch's "
+                        f"end; default {RAY_FULL_SYNC_EVERY})")
     p.add_argument("--no-preflight", action="store_true",
                    help="start even if the weights look too big for the available memory or "
                         "the files too big for the free disk (checked by default; a refusal "
@@ -167,37 +214,41 @@ def build_parser():
 
     p = sub.add_parser("similar", help="nearest neighbours of a word",
                        description="Print the words closest to WORD by cosine similarity.")
-    p.add_argument("model", metavar="MODELDIR")
+    _add_model_arguments(p)
     p.add_argument("word", metavar="WORD")
     p.add_argument("-n", type=_positive_int, default=10, help="how many (default 10)")
 
     p = sub.add_parser("analogy", help="A is to B as C is to ?",
                        description="3CosAdd, like the C tool's word-analogy: the words closest "
                                    "to B - A + C (unit vectors), the three excluded.")
-    p.add_argument("model", metavar="MODELDIR")
+    _add_model_arguments(p)
     # Three positionals: argparse cannot format a tuple metavar on one (Python 3.11).
     p.add_argument("a", metavar="A", help="a word, e.g. man")
     p.add_argument("b", metavar="B", help="its counterpart, e.g. king")
     p.add_argument("c", metavar="C", help="the word to complete, e.g. woman")
     p.add_argument("-n", type=_positive_int, default=10, help="how many (default 10)")
 
-    p = sub.add_parser("export", help="write vectors in the C tool's binary or text format",
-                       description="Write the vectors as the original word2vec tool does, "
-                                   "readable by gensim's KeyedVectors.load_word2vec_format "
-                                   "and the C tool's distance program.")
-    p.add_argument("model", metavar="MODELDIR")
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
-    p.add_argument("--format", choices=("binary", "text"), default="binary",
-                   help="binary (default) or text")
+    p = sub.add_parser("export", help="write vectors in the C tool's formats or as Parquet",
+                       description="Write the vectors as the original word2vec tool does "
+                                   "(binary or text: read by gensim's "
+                                   "KeyedVectors.load_word2vec_format and the C tool's "
+                                   "distance), or as a Parquet table (word, count, vector: "
+                                   "read by DuckDB, Polars, Spark; docs/formats.md).")
+    _add_model_arguments(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="- for standard output; a device or a pipe is written through; a "
+                        "symbolic link is followed (the file it names is replaced, the link "
+                        "stays); a regular file is replaced atomically when complete")
+    p.add_argument("--format", choices=("binary", "text", "parquet"), default="binary",
+                   help="binary (default), text or parquet")
 
     p = sub.add_parser(
         "eval", help="score vectors on analogies and word-pair similarity",
         description="The standard protocol: analogies by 3CosAdd over unit vectors among the "
                     "--restrict-vocab most frequent words, case-insensitive, questions with an "
                     "unknown word skipped and counted; word pairs by Spearman correlation of "
-                    "cosine similarity. MODELDIR may also be a .bin/.txt file in the C "
-                    "tool's format.")
-    p.add_argument("model", metavar="MODELDIR")
+                    "cosine similarity.")
+    _add_model_arguments(p)
     p.add_argument("--analogies", metavar="FILE", help="questions-words.txt format")
     p.add_argument("--restrict-vocab", type=_positive_int, default=30000,
                    help="search only this many most frequent words (default 30000)")
@@ -205,6 +256,16 @@ def build_parser():
                    help="word-pair files (word1 TAB word2 TAB score), e.g. WordSim353")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
+
+
+def _add_model_arguments(p):
+    p.add_argument("model", metavar="MODEL",
+                   help="a model directory, or a word2vec file (.bin, .txt, .vec: binary or "
+                        "text, also .gz .bz2 .xz .zst, recognised from the content) or a "
+                        "Parquet export")
+    p.add_argument("--limit", type=_nonnegative_int, default=None, metavar="N",
+                   help="read only the first N words (the most frequent, in files from the C "
+                        "tool, gensim or fastText)")
 
 
 def _add_output_flags(p):
@@ -245,10 +306,17 @@ def cmd_train(args):
              if getattr(args, name) is not None}
     if "cbow_mean" in given:
         given["cbow_mean"] = bool(given["cbow_mean"])
+    ray_sync = None
+    if args.ray is not None:
+        from .ray_train import SyncSettings
+        sync = {name: getattr(args, name) for name in ("nodes", "sync_words", "hot_rows",
+                                                       "full_sync_every")
+                if getattr(args, name) is not None}
+        ray_sync = SyncSettings(**sync)
     info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
                  force=args.force, init_from=args.init_from,
                  checkpoint_every=args.checkpoint_every, preflight=not args.no_preflight,
-                 **given)
+                 ray=args.ray, ray_sync=ray_sync, **given)
     f, s = info["figures"], info["settings"]
     if args.json:
         print(json.dumps(info, indent=1))
@@ -268,11 +336,9 @@ def cmd_publish(args):
     print(f"published {summary['model']} as {summary['link']}", file=sys.stderr)
 
 
-def _load(path):
-    from .vectors import load, load_word2vec_format
-    if os.path.isfile(path):
-        return load_word2vec_format(path)
-    return load(path)
+def _load(args):
+    from .vectors import load
+    return load(args.model, limit=args.limit)
 
 
 def _print_neighbours(pairs):
@@ -281,18 +347,22 @@ def _print_neighbours(pairs):
 
 
 def cmd_similar(args):
-    _print_neighbours(_load(args.model).most_similar(args.word, topn=args.n))
+    _print_neighbours(_load(args).most_similar(args.word, topn=args.n))
 
 
 def cmd_analogy(args):
-    _print_neighbours(_load(args.model).analogy(args.a, args.b, args.c, topn=args.n))
+    _print_neighbours(_load(args).analogy(args.a, args.b, args.c, topn=args.n))
 
 
 def cmd_export(args):
-    from .vectors import save_word2vec_format
-    vectors = _load(args.model)
-    save_word2vec_format(vectors, args.output, binary=args.format == "binary")
-    print(f"wrote {len(vectors):,} vectors of dim {vectors.dim} to {args.output} "
+    from .vectors import save_parquet, save_word2vec_format
+    vectors = _load(args)
+    if args.format == "parquet":
+        save_parquet(vectors, args.output)
+    else:
+        save_word2vec_format(vectors, args.output, binary=args.format == "binary")
+    where = "standard output" if args.output == "-" else args.output
+    print(f"wrote {len(vectors):,} vectors of dim {vectors.dim} to {where} "
           f"({args.format})", file=sys.stderr)
 
 
@@ -301,7 +371,7 @@ def cmd_eval(args):
     from .evaluate import evaluate_analogies, evaluate_pairs, format_report
     if not args.analogies and not args.pairs:
         raise UsageError("give --analogies FILE and/or --pairs FILE...")
-    vectors = _load(args.model)
+    vectors = _load(args)
     analogies = None
     if args.analogies:
         analogies = evaluate_analogies(vectors, args.analogies,

@@ -65,3 +65,11 @@ class TrainSettings:
         if unknown:
             raise UsageError(f"unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+# Training on a Ray cluster (ray_train.py): how often the nodes average their weights.
+# pWord2Vec averages the top 1,024 rows about every 0.1 s; a node trains about a
+# million words a second a core, so 200,000 words is a fraction of a second.
+RAY_HOT_ROWS = 1024          # rows averaged after every round
+RAY_SYNC_WORDS = 200_000     # words a node trains between two averagings
+RAY_FULL_SYNC_EVERY = 64     # rounds between two averagings of every row

@@ -46,7 +46,7 @@ from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORM
 from .progress import progress_bar
 from .settings import TrainSettings
 from .workdir import ENCODED_DIR, VOCAB_NAME, read_manifest, read_vocab, write_vocab
-from .warmstart import warm_start
+from .warmstart import check_source as check_init_source, warm_start
 
 log = logging.getLogger("bigw2v")
 
@@ -88,6 +88,8 @@ class RunOptions:
     init_from: str | None = None
     checkpoint_every: float | None = CHECKPOINT_EVERY   # None: no checkpoints
     preflight: bool = True
+    ray: object = None                  # a Ray address, True (a local cluster) or None (here)
+    ray_sync: object = None             # ray_train.SyncSettings
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Session:
     run: dict | None
     resuming: bool
     options: RunOptions
+    training: bool = False   # the batch loop is about to start, or has (see Checkpointer)
 
 
 def select_vocab(words, counts, counted_min_count, settings):
@@ -298,7 +301,8 @@ def train_range(job, epoch, first_chunk, stop_chunk):
 
 
 def train(workdir, modeldir, settings=None, progress=True, resume=False, force=False,
-          init_from=None, checkpoint_every=CHECKPOINT_EVERY, preflight=True, **overrides):
+          init_from=None, checkpoint_every=CHECKPOINT_EVERY, preflight=True, ray=None,
+          ray_sync=None, **overrides):
     """Train on a counted WORKDIR into MODELDIR; returns the run's summary dict.
 
     ``settings`` is a TrainSettings; keyword overrides (e.g. ``model="cbow"``)
@@ -309,13 +313,23 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
     ``init_from`` is a finished model to warm-start from. ``checkpoint_every``
     is in seconds; 0 or None turns checkpoints off. ``preflight`` False skips
     the memory and disk check made before anything is written (``preflight.py``).
+    ``ray``: train on a Ray cluster (``ray_train.py``): its address as
+    ``ray.init`` takes it, or True to start a local one; ``ray_sync`` a
+    ``ray_train.SyncSettings`` (nodes, sync words, hot rows, full syncs).
     """
     if resume and force:
         raise UsageError("--resume and --force contradict each other: continue the run, or "
                          "start it over")
     if checkpoint_every is not None and checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be 0 (off) or a number of seconds")
-    options = RunOptions(progress, resume, force, init_from, checkpoint_every or None, preflight)
+    if ray is not None and ray is not False:
+        from .ray_train import SyncSettings, import_ray
+        import_ray()  # before any work: a missing extra is a one-line error
+        ray_sync = (ray_sync or SyncSettings()).checked()
+    else:
+        ray, ray_sync = None, None
+    options = RunOptions(progress, resume, force, init_from, checkpoint_every or None, preflight,
+                         ray, ray_sync)
     created = not os.path.lexists(modeldir)
     check_model_dir(modeldir)
     with lock.hold(modeldir, "bigw2v train"):
@@ -334,15 +348,14 @@ def train(workdir, modeldir, settings=None, progress=True, resume=False, force=F
 
 
 def _abandon_start(session):
-    """After a new run failed before its first checkpoint: remove what it wrote, run.json first.
+    """After a new run failed before training began: remove what it wrote, run.json first.
 
     Such a run must not look resumable: resuming it would only repeat the
-    failure (a --dim the --init-from model contradicts, say), and without a
-    checkpoint there is no training to keep (a resume starts it from the
-    beginning). A resumed run, or one with a checkpoint, stays.
+    failure (a --dim the --init-from model contradicts, say), and there is no
+    training to keep. A resumed run, or one that began training (a full disk at
+    its first checkpoint, say), stays: --resume continues it with its settings.
     """
-    if (session.resuming or session.run is None
-            or checkpoint.list_checkpoints(session.modeldir)):
+    if session.resuming or session.run is None or session.training:
         return
     try:
         for name in (RUN_NAME, *weight_files(session.settings)):
@@ -406,18 +419,12 @@ def _start_session(modeldir, settings, overrides, options):
 
 
 def _check_init_from(init_from, s):
-    """Refuse a warm start from something that is not a finished model of this --dim.
+    """Refuse a warm start from what is not a finished model or word2vec file of this --dim.
 
     Before anything is written: a mistyped path must not cost the model in MODELDIR.
     ``warm_start`` checks the old model in full when it reads it.
     """
-    info = finished_model(init_from) if os.path.isdir(init_from) else None
-    if info is None:
-        raise MissingInputError(f"--init-from {init_from} is not a bigw2v model (no finished "
-                                "model.json there)")
-    if info.get("dim") != s.dim:
-        raise UsageError(f"--init-from {init_from} has vectors of dim {info.get('dim')}, "
-                         f"this run has --dim {s.dim}: they must match")
+    check_init_source(init_from, s.dim)  # a model directory or a word2vec file
 
 
 def _train_session(workdir, session):
@@ -427,6 +434,9 @@ def _train_session(workdir, session):
     # `bigw2v count` rewriting the workdir must not run under our feet.
     with lock.hold(workdir, "bigw2v train (encoding)"):
         words, counts, corpus, figures = _prepare_corpus(workdir, session)
+    if session.options.ray is not None:
+        from . import ray_train
+        return ray_train.run(session, workdir, words, counts, figures)
     return _run(session, corpus, words, counts, figures)
 
 
@@ -458,6 +468,8 @@ def _prepare_corpus(workdir, session):
                        "corpus_tokens": int(counts.sum()),
                        "started": _now()}
         write_json(os.path.join(session.modeldir, RUN_NAME), session.run)
+    if session.options.ray is not None:  # every Ray node encodes for itself
+        return words, counts, None, {"encode_seconds": 0.0, "encoding_reused": False}
     started = time.time()
     corpus, reused = encode(workdir, manifest, words, int(counts.sum()), threads=s.threads,
                             progress=session.options.progress, key=key)
@@ -558,6 +570,9 @@ class Checkpointer:
     """Writes the run's checkpoints and knows when the next one is due."""
 
     def __init__(self, session, n_chunks, p):
+        # Made when the batch loop is about to start: from here on a failed run stays
+        # resumable (``_abandon_start``).
+        session.training = True
         self.session = session
         self.n_chunks = n_chunks
         self.progress = p
@@ -668,6 +683,7 @@ def _finish(session, mats, words, counts, p, figures):
         "workdir": run["workdir"],
         "init_from": run.get("init_from"),
         "warm_start": run.get("warm_start"),
+        **({"ray": run["ray"]} if run.get("ray") else {}),
         "created": _now(),
     }
     write_json(os.path.join(modeldir, MODEL_NAME), info)

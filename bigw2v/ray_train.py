@@ -1,0 +1,354 @@
+"""Pass 2 on a Ray cluster: one actor per node, Hogwild inside, hot rows averaged often.
+
+Each node runs one ``NodeTrainer`` actor with all its cores. The actor
+encodes the corpus itself from the counted inputs (URIs or paths every node
+sees; the vocabulary comes through the object store) into a cache on its own
+disk, and trains its share of every epoch's chunks: chunk c goes to node
+c mod N, so each node sees the whole corpus's mix, and the learning rate,
+computed by the kernel from a sentence's global position, follows the global
+word count as on one machine.
+
+Nodes keep their own copy of both weight matrices and average them on a
+schedule after Intel's pWord2Vec (Ji et al.): training runs in rounds of
+about ``sync_words`` words per node; after every round the ``hot_rows`` most
+frequent rows (rows 0..K-1: the vocabulary is sorted by count) of the input
+and output matrices are averaged over the nodes, twice as many after every
+second round, four times after every fourth, and so on, and every
+``full_sync_every`` rounds (and at each epoch's end) all rows are. The
+driver does the averaging through the object store, one round trip a round.
+
+The driver keeps the model directory as on one machine: at every full sync
+it writes the averaged weights into MODELDIR's weight files and, when due, a
+checkpoint with the position (the next global chunk), so ``--resume`` after
+a killed driver continues from there. An actor that dies mid-run is started
+again and every node goes back to the last full sync, and the run finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UsageError
+from .ray_count import connect, import_ray
+from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS
+
+log = logging.getLogger("bigw2v")
+
+ACTOR_RESTARTS = 3       # a dead actor is started again this many times in a run
+
+
+@dataclass
+class SyncSettings:
+    """How the nodes train and average (recorded in model.json)."""
+
+    nodes: int | None = None           # None: every node of the cluster
+    sync_words: int = RAY_SYNC_WORDS
+    hot_rows: int = RAY_HOT_ROWS
+    full_sync_every: int = RAY_FULL_SYNC_EVERY
+
+    def checked(self):
+        for name in ("sync_words", "full_sync_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.hot_rows < 0 or (self.nodes is not None and self.nodes < 1):
+            raise UsageError("--hot-rows must be 0 or more and --nodes at least 1")
+        return self
+
+
+def hot_rows_of_round(r: int, settings: SyncSettings, vocab_size: int) -> int:
+    """How many of the most frequent rows round ``r`` (from 1) averages: K, 2K every 2nd, ..."""
+    if settings.hot_rows == 0:
+        return 0
+    doubling = (r & -r).bit_length() - 1  # trailing zeros of r
+    return min(vocab_size, settings.hot_rows << doubling)
+
+
+# ---------------------------------------------------------------- the actor
+
+
+class NodeTrainer:
+    """One node's trainer: its own weights, its encoding of the corpus, its cores."""
+
+    def __init__(self, workdir, manifest, words, counts, settings_dict, key, threads):
+        import numba
+
+        from .encode import EncodedCorpus, _input_files, encode_slice
+        from .settings import TrainSettings
+        from .trainer import chunk_plan, prepare_job
+        s = TrainSettings.from_dict(settings_dict)
+        # The node's own encoding, kept on its disk for the runs (and restarts) after this one.
+        directory = os.path.join(tempfile.gettempdir(), "bigw2v-ray-encoded", key)
+        if not os.path.exists(os.path.join(directory, "encoded.json")):
+            # Encoded beside, then renamed into place: nodes sharing a disk (several on
+            # one machine) may encode at once; the first rename wins, the rest reuse it.
+            private = f"{directory}.{os.getpid()}.tmp"
+            encode_slice(_input_files(manifest, workdir), words, private, int(counts.sum()),
+                         threads=threads, progress=False, key=key)
+            try:
+                os.rename(private, directory)
+            except OSError:
+                shutil.rmtree(private, ignore_errors=True)
+        self.corpus = EncodedCorpus(directory)
+        self.chunk_starts = chunk_plan(self.corpus.sentence_starts, s.chunk_words)
+        # The driver sends the starting weights (set_weights) before any training.
+        vocab, dim = len(words), s.dim
+        self.weights = {"vectors.npy": np.zeros((vocab, dim), np.float32)}
+        if s.negative > 0:
+            self.weights["output_vectors.npy"] = np.zeros((vocab, dim), np.float32)
+        if s.hs:
+            self.weights["hs_vectors.npy"] = np.zeros((vocab - 1, dim), np.float32)
+        self.job = prepare_job(self.corpus.tokens, self.corpus.sentence_starts,
+                               self.chunk_starts, counts, s, self.weights)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+    def plan(self):
+        """(chunk_starts, token offset of each chunk boundary, sentences): equal on every node."""
+        starts = self.corpus.sentence_starts
+        return (self.chunk_starts, np.asarray(starts[self.chunk_starts]),
+                int(starts.shape[0] - 1))
+
+    def set_weights(self, weights):
+        for name, matrix in weights.items():
+            self.weights[name][...] = matrix
+
+    def round(self, rows, averaged, epoch, chunk_ids, send_rows):
+        """Take the averaged first ``rows`` rows, train ``chunk_ids``, send the first ``send_rows``.
+
+        ``send_rows`` equal to the vocabulary size is a full sync: every matrix
+        is sent whole, hierarchical-softmax node rows included.
+        """
+        from .trainer import RangeTotals, train_range
+        if rows:
+            for name, matrix in averaged.items():
+                self.weights[name][:rows] = matrix
+        loss, terms, trained = 0.0, 0, 0
+        for first, stop in _ranges(chunk_ids):
+            t = train_range(self.job, epoch, first, stop)
+            loss, terms, trained = loss + t.loss, terms + t.terms, trained + t.trained
+        full = send_rows >= self.weights["vectors.npy"].shape[0]
+        names = self.weights if full else [n for n in FREQUENCY_ORDERED if n in self.weights]
+        sent = {name: self.weights[name][:send_rows].copy() for name in names} \
+            if send_rows else {}
+        return RangeTotals(loss, terms, trained), sent
+
+
+# Matrices whose row i is the i-th most frequent word (averaged by prefix, hottest
+# first). Hierarchical-softmax node rows are indexed by tree node: full syncs only.
+FREQUENCY_ORDERED = ("vectors.npy", "output_vectors.npy")
+
+
+def _ranges(chunk_ids):
+    """Consecutive chunk ids as (first, stop) pairs (train_range takes ranges)."""
+    ids = list(chunk_ids)
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        yield ids[i], ids[j] + 1
+        i = j + 1
+
+
+# ---------------------------------------------------------------- the driver
+
+
+class Nodes:
+    """The run's actors, one per node, started (and started again) by the driver."""
+
+    def __init__(self, address, nodes, actor_args):
+        from .ray_count import cluster_shape
+        self.ray, self.connected = connect(address)
+        alive, self.cpus = cluster_shape(self.ray)
+        self.count = nodes or alive
+        if self.count > alive:
+            self.close()
+            raise UsageError(f"--nodes {self.count}: the Ray cluster has {alive} node(s)")
+        self.actor_args = actor_args
+        self.actor_class = self.ray.remote(NodeTrainer).options(
+            num_cpus=self.cpus, scheduling_strategy="SPREAD", max_restarts=0)
+        self.actors = [self._start() for _ in range(self.count)]
+        self.restarts = 0
+
+    def _start(self):
+        return self.actor_class.remote(*self.actor_args, self.cpus)
+
+    def plan(self):
+        return self.ray.get(self.actors[0].plan.remote())
+
+    def broadcast(self, mats):
+        ref = self.ray.put({name: np.asarray(m) for name, m in mats.items()})
+        self.ray.get([a.set_weights.remote(ref) for a in self.actors])
+
+    def restart_dead(self):
+        """Start the actors that died again; returns their indices."""
+        dead = []
+        for k, actor in enumerate(self.actors):
+            try:
+                self.ray.get(actor.plan.remote(), timeout=60)
+            except Exception:  # any failure to answer: start it again
+                dead.append(k)
+        self.restarts += len(dead)
+        if self.restarts > ACTOR_RESTARTS:
+            raise UsageError(f"Ray actors died {self.restarts} times in this run: giving up "
+                             "(the run can be resumed with --resume)")
+        for k in dead:
+            self.actors[k] = self._start()
+        return dead
+
+    def close(self):
+        for actor in getattr(self, "actors", []):
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already gone
+                pass
+        if self.connected:
+            self.ray.shutdown()
+
+
+class Rounds:
+    """The averaging state between rounds, and the last full sync to go back to."""
+
+    def __init__(self, mats, p):
+        self.averaged = {}
+        self.rows = 0
+        self.last_full = None
+        self.mark_full(mats, p)
+
+    def mark_full(self, mats, p):
+        import copy
+        self.averaged, self.rows = {}, 0
+        self.last_full = ({name: np.array(m) for name, m in mats.items()}, copy.deepcopy(p))
+
+    def back_to_last_full(self, mats, p):
+        weights, saved = self.last_full
+        for name, matrix in weights.items():
+            mats[name][...] = matrix
+        for name in saved.__dataclass_fields__:
+            setattr(p, name, getattr(saved, name))
+        self.averaged, self.rows = {}, 0
+
+
+def train_epochs(session, nodes, mats, p, saver, plan, bar):
+    """The Ray version of ``trainer._run_epochs``: rounds of training and averaging.
+
+    ``mats``: MODELDIR's weight files (the averaged model, written at full
+    syncs); ``p``: the Progress to advance (``next_chunk`` is a global chunk
+    position); ``saver``: the run's Checkpointer.
+    """
+    from ray.exceptions import RayActorError
+    s, sync = session.settings, session.options.ray_sync
+    chunk_starts, chunk_token_starts, _ = plan
+    n_chunks = chunk_starts.shape[0] - 1
+    words_per_chunk = max(1, int(chunk_token_starts[-1]) // max(n_chunks, 1))
+    per_round = max(1, sync.sync_words // words_per_chunk) * nodes.count
+    rounds = Rounds(mats, p)
+    nodes.broadcast(mats)
+    while p.epoch < s.epochs:
+        try:
+            _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar,
+                         np.diff(chunk_token_starts), rounds)
+        except RayActorError as exc:
+            dead = nodes.restart_dead()
+            _, saved = rounds.last_full
+            log.warning("a Ray actor died (%s): node(s) %s started again; every node goes "
+                        "back to the last full sync (epoch %d, chunk %d)",
+                        str(exc).splitlines()[0], dead, saved.epoch + 1, saved.next_chunk)
+            rounds.back_to_last_full(mats, p)
+            nodes.broadcast(mats)
+
+
+def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk_tokens,
+                 rounds):
+    """One epoch from ``p.next_chunk``: rounds of chunks, rows averaged after each."""
+    ray, s, sync = nodes.ray, session.settings, session.options.ray_sync
+    vocab = mats["vectors.npy"].shape[0]
+    r = 0
+    while p.next_chunk < n_chunks:
+        r += 1
+        first, stop = p.next_chunk, min(n_chunks, p.next_chunk + per_round)
+        full = stop == n_chunks or r % sync.full_sync_every == 0
+        send = vocab if full else hot_rows_of_round(r, sync, vocab)
+        averaged = ray.put(rounds.averaged) if rounds.rows else None
+        results = ray.get([
+            a.round.remote(rounds.rows, averaged, p.epoch,
+                           [c for c in range(first, stop) if c % nodes.count == k], send)
+            for k, a in enumerate(nodes.actors)])
+        for totals, _ in results:
+            p.loss_sum += totals.loss
+            p.loss_terms += totals.terms
+            p.trained_words += totals.trained
+        rounds.averaged = {name: np.mean([sent[name] for _, sent in results], axis=0,
+                                         dtype=np.float32) for name in results[0][1]}
+        rounds.rows = send
+        p.next_chunk = stop
+        bar.update(int(chunk_tokens[first:stop].sum()))
+        bar.set_postfix_str(f"epoch {p.epoch + 1}/{s.epochs} round {r} "
+                            f"loss {p.loss_sum / max(p.loss_terms, 1):.4f}", refresh=False)
+        if not full:
+            continue
+        _full_sync(nodes, mats, rounds)
+        epoch_done = p.next_chunk == n_chunks
+        if epoch_done:
+            p.epoch_losses.append(p.loss_sum / max(p.loss_terms, 1))
+            p.epoch += 1
+            p.next_chunk = 0
+            p.loss_sum, p.loss_terms = 0.0, 0
+        rounds.mark_full(mats, p)
+        if p.epoch < s.epochs and saver.due(saver.every or 0):
+            saver.save()
+        if epoch_done:
+            return
+
+
+def _full_sync(nodes, mats, rounds):
+    """The averaged model into MODELDIR's weight files, and back to every node."""
+    for name, matrix in rounds.averaged.items():
+        mats[name][...] = matrix
+    nodes.broadcast(mats)
+
+
+def run(session, workdir, words, counts, figures):
+    """Train the session's run on Ray; returns model.json's content (``trainer._finish``)."""
+    from . import trainer
+    from .progress import progress_bar
+    from .workdir import read_manifest
+    s, sync = session.settings, session.options.ray_sync
+    import_ray()
+    manifest = read_manifest(workdir)
+    started = time.time()
+    nodes = Nodes(session.options.ray, sync.nodes,
+                  (os.path.abspath(workdir), manifest, words, counts, s.to_dict(),
+                   session.run["encoding_key"]))
+    try:
+        plan = nodes.plan()
+        figures = {**figures, "encode_seconds": round(time.time() - started, 3)}
+        chunk_starts, chunk_token_starts, sentences = plan
+        mats, p = trainer._restore(session, words, chunk_starts)
+        saver = trainer.Checkpointer(session, chunk_starts.shape[0] - 1, p)
+        n_tokens = int(counts.sum())
+        bar = progress_bar(n_tokens * s.epochs, f"train {s.model} on {nodes.count} Ray nodes",
+                           enabled=session.options.progress)
+        bar.update(p.epoch * n_tokens + int(chunk_token_starts[p.next_chunk]))
+        startup = trainer.seconds_since_process_start()
+        try:
+            train_epochs(session, nodes, mats, p, saver, plan, bar)
+        finally:
+            bar.close()
+        p.train_seconds = saver.train_seconds(time.time())
+        session.run["ray"] = {"nodes": nodes.count, "cores_per_node": nodes.cpus,
+                              "sync_words": sync.sync_words, "hot_rows": sync.hot_rows,
+                              "full_sync_every": sync.full_sync_every,
+                              "actor_restarts": nodes.restarts}
+    finally:
+        nodes.close()
+    return trainer._finish(session, mats, words, counts, p, {
+        **figures, "vocab_size": len(words), "sentences": sentences,
+        "chunks": int(chunk_starts.shape[0] - 1), "startup_seconds": round(startup, 3),
+        "checkpoint_seconds": round(saver.seconds, 3)})

@@ -28,7 +28,7 @@ import re
 import shutil
 
 from .atomic import write_json
-from .errors import InputDataError, OutputError
+from .errors import InputDataError, write_failed
 
 log = logging.getLogger("bigw2v")
 
@@ -140,7 +140,7 @@ def write(modeldir, number, weight_files, state):
         fsync_path(modeldir)
     except OSError as e:
         shutil.rmtree(temp, ignore_errors=True)
-        raise OutputError(f"cannot write checkpoint {final}: {e.strerror or e}") from None
+        raise write_failed(f"cannot write checkpoint {final}", e) from None
     # Only now, with the new copy durable, may the old one go.
     for older, path in list_checkpoints(modeldir):
         if older < number:
@@ -212,4 +212,4 @@ def restore(path, state, modeldir):
             os.replace(temp, os.path.join(modeldir, name))
         fsync_path(modeldir)
     except OSError as e:
-        raise OutputError(f"cannot restore the weights from {path}: {e.strerror or e}") from None
+        raise write_failed(f"cannot restore the weights from {path}", e) from None

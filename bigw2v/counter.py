@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 from . import corpus as corpus_io
 from . import lock
 from .atomic import write_json
-from .errors import InputDataError, OutputError, UsageError
+from .errors import InputDataError, OutputError, UsageError, write_failed
 from .pool import ordered_map
 from .progress import progress_bar
 from .runs import (PARTITIONS, RunWriter, WrittenRuns, group_key, merge_runs,
@@ -426,7 +426,7 @@ def _count_locked(inputs, workdir, settings: CountSettings, progress, check_room
                                       runs_root, settings, bar)
     except OSError as exc:
         # Reading errors are InputDataError by now; an OSError here is a write.
-        raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
+        raise write_failed(f"cannot write the counts in {workdir}", exc) from None
     finally:
         bar.close()
     records = [plan.reused.get(inp.path) or counted[inp.path] for inp in inputs]
@@ -513,7 +513,7 @@ def _merge(workdir, inputs, records, settings: CountSettings, engine
     try:
         vocab, distinct, merged_tokens = engine.merge(workdir, settings)
     except OSError as exc:
-        raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
+        raise write_failed(f"cannot write the counts in {workdir}", exc) from None
     # Every token is in exactly one run; a mismatch is a bug, not a user error.
     assert merged_tokens == total_tokens, (merged_tokens, total_tokens)
     if vocab.num_rows == 0:
@@ -548,4 +548,4 @@ def _write_results(workdir, manifest: dict, vocab: pa.Table, started: float) -> 
         manifest["seconds"] = round(time.time() - started, 3)
         write_json(os.path.join(workdir, MANIFEST_NAME), manifest)
     except OSError as exc:
-        raise OutputError(f"cannot write the counts in {workdir}: {exc.strerror or exc}") from None
+        raise write_failed(f"cannot write the counts in {workdir}", exc) from None

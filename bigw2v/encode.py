@@ -27,7 +27,7 @@ import numpy as np
 
 from . import corpus
 from .atomic import write_json
-from .errors import InputDataError, MissingInputError, OutputError
+from .errors import InputDataError, MissingInputError, write_failed
 from .pool import ordered_map
 from .progress import progress_bar
 from .wordtable import WordTable
@@ -253,7 +253,7 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
         sentences = SentenceStartsWriter(os.path.join(directory, "sentence_starts.npy"),
                                          corpus.MAX_SENTENCE_WORDS)
     except OSError as e:
-        raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
+        raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     started = time.time()
     try:
         position = _write_tokens(inputs, WordTable.from_words(words), tokens, sentences,
@@ -270,7 +270,7 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
     try:
         n_sentences = sentences.finish(n_tokens)
     except OSError as e:
-        raise OutputError(f"cannot write the encoded corpus in {directory}: {e.strerror}") from None
+        raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key,
             "tokens": n_tokens, "sentences": n_sentences,
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,

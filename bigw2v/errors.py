@@ -6,6 +6,8 @@ Codes follow sysexits(3) where one fits, so cron wrappers can tell
 "fix your input" from "try again later".
 """
 
+import errno
+
 # The classes below differ only in their exit code and docstring, on purpose:
 # one class per kind of failure, so code raises what went wrong and the CLI maps it.
 
@@ -56,6 +58,12 @@ class ResourceError(Bigw2vError):
     exit_code = 74
 
 
+class DiskFullError(Bigw2vError):
+    """The disk (or the quota) filled up while writing (EX_IOERR), as the README says."""
+
+    exit_code = 74
+
+
 class InputIOError(Bigw2vError):
     """An input could not be read for a reason outside its data: the network, the store (EX_IOERR)."""
 
@@ -77,8 +85,9 @@ EXIT_IO = ResourceError.exit_code   # any OSError the command did not expect: di
 # CLI's --help epilog is built from (the README repeats it for readers).
 EXIT_CODES = (
     (0, "done"),
-    (EXIT_COMMAND_LINE, "bad command line"),
-    (UsageError.exit_code, "bad option value"),
+    (EXIT_COMMAND_LINE, "bad command line (a missing, unknown or extra argument)"),
+    (UsageError.exit_code, "bad option value (out of range, not a number, not one of the "
+                           "choices, or contradicting another)"),
     (InputDataError.exit_code, "unusable input"),
     (MissingInputError.exit_code, "missing input"),
     (OutputError.exit_code, "cannot write output"),
@@ -88,6 +97,17 @@ EXIT_CODES = (
     (Interrupted.exit_code, "interrupted (training checkpoints first: --resume continues)"),
     (EXIT_INTERNAL, "internal error (a bug: please report it)"),
 )
+
+
+def write_failed(what, e):
+    """The error for OSError ``e`` while writing ``what`` ("cannot write X: ...").
+
+    A full disk or quota is an I/O error (74: free space, then --resume), any
+    other failure a path that cannot be written (73).
+    """
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"{what}: no space left on device")
+    return OutputError(f"{what}: {e.strerror or e}")
 
 
 def exit_codes_text():

@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from .errors import LockedError, OutputError
+from .errors import LockedError, write_failed
 
 LOCK_NAME = ".lock"
 
@@ -54,7 +54,7 @@ def hold(directory, what):
             # O_CLOEXEC (Python's default): worker processes never inherit the lock.
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise OutputError(f"cannot create the lock file {path}: {e.strerror}") from None
+            raise write_failed(f"cannot create the lock file {path}", e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

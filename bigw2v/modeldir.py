@@ -17,7 +17,7 @@ import json
 import os
 
 from . import checkpoint
-from .errors import Bigw2vError, InputDataError, OutputError
+from .errors import Bigw2vError, InputDataError, OutputError, write_failed
 
 MODEL_FORMAT = "bigw2v-model"
 MODEL_VERSION = 1
@@ -81,7 +81,7 @@ def clear_model_dir(modeldir):
             pass
         os.remove(probe)
     except OSError as e:
-        raise OutputError(f"cannot write to {modeldir}: {e.strerror}") from None
+        raise write_failed(f"cannot write to {modeldir}", e) from None
 
 
 def read_json(path):

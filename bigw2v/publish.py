@@ -18,7 +18,7 @@ import os
 import sys
 import types
 
-from .errors import OutputError, UsageError
+from .errors import UsageError, write_failed
 from .vectors import load_model_dir as load
 
 
@@ -48,7 +48,7 @@ def publish(modeldir, link):
     except OSError as e:
         if os.path.lexists(temp):
             os.remove(temp)
-        raise OutputError(f"cannot publish {modeldir} as {link}: {e.strerror or e}") from None
+        raise write_failed(f"cannot publish {modeldir} as {link}", e) from None
     return {"link": os.path.abspath(link), "model": target, "vocab_size": len(vectors),
             "dim": vectors.dim}
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write
-from .errors import InputDataError, MissingInputError, OutputError
+from .errors import InputDataError, MissingInputError, write_failed
 
 COUNT_FORMAT = "bigw2v-count"
 COUNT_VERSION = 1
@@ -81,7 +81,7 @@ def write_vocab(path: str, words, counts) -> None:
     try:
         write_parquet_atomic(table, path)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise write_failed(f"cannot write {path}", exc) from None
 
 
 def read_manifest(workdir: str) -> dict:
@@ -146,7 +146,7 @@ def clear_old_count(workdir: str, keep_runs: set[str], drop_encodings: bool) -> 
         probe = tempfile.TemporaryFile(dir=workdir)
         probe.close()
     except OSError as exc:
-        raise OutputError(f"cannot write to workdir {workdir}: {exc.strerror or exc}") from None
+        raise write_failed(f"cannot write to workdir {workdir}", exc) from None
     try:
         # The manifest goes first: from here on the workdir reads as not counted.
         for name in (MANIFEST_NAME, VOCAB_NAME):
@@ -162,5 +162,4 @@ def clear_old_count(workdir: str, keep_runs: set[str], drop_encodings: bool) -> 
             if os.path.isdir(os.path.join(workdir, name)):
                 shutil.rmtree(os.path.join(workdir, name))
     except OSError as exc:
-        raise OutputError(
-            f"cannot clear the old count in {workdir}: {exc.strerror or exc}") from None
+        raise write_failed(f"cannot clear the old count in {workdir}", exc) from None

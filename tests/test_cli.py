@@ -143,8 +143,9 @@ def test_empty_vocabulary_after_min_count_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("args,code", [
-    (["--dim", "0"], 2), (["--dim", "ten"], 2), (["--negative", "0"], 64),
-    (["--sample", "2"], 64), (["--model", "glove"], 2), (["--alpha", "0"], 64),
+    (["--dim", "0"], 64), (["--dim", "ten"], 64), (["--negative", "0"], 64),
+    (["--sample", "2"], 64), (["--model", "glove"], 64), (["--alpha", "0"], 64),
+    (["--dim"], 2),
 ])
 def test_bad_training_options_are_refused(trained, tmp_path, args, code):
     root, _ = trained

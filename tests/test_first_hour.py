@@ -118,3 +118,77 @@ def test_a_failed_resume_keeps_the_run(counted, tmp_path):
     with pytest.raises(InputDataError, match="changed since the run"):
         bigw2v.train(work, model, resume=True, progress=False)
     assert {"run.json", "vectors.npy"} <= set(os.listdir(model))
+
+
+# ---------------------------------------------------------------- item 7
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dim", "0"], "argument --dim: must be at least 1: 0"),
+    (["--threads", "0"], "argument --threads: must be at least 1: 0"),
+    (["--dim", "ten"], "argument --dim: not a whole number: 'ten'"),
+    (["--model", "glove"], "argument --model: invalid choice: 'glove'"),
+    (["--sample", "2"], "--sample must be in [0, 1)"),
+])
+def test_a_bad_option_value_is_one_line_and_exit_64(counted, tmp_path, args, message,
+                                                    capsys):
+    from bigw2v import cli
+    root, work, _ = counted
+    try:  # in-process (argparse exits through SystemExit): the real process is below
+        code = cli.main(["train", work, "-o", str(tmp_path / "m"), *args])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 64, err
+    assert err.startswith("bigw2v train: error: ") and message in err, err
+    assert err.count("\n") == 1 and "usage:" not in err
+    assert not (tmp_path / "m").exists()  # a rejected train leaves no directory behind
+
+
+def test_exit_64_and_2_from_a_real_process(counted, tmp_path):
+    root, work, _ = counted
+    r = run("train", work, "-o", tmp_path / "m", "--threads", "0")
+    assert r.returncode == 64 and r.stderr == \
+        "bigw2v train: error: argument --threads: must be at least 1: 0\n", r.stderr
+    # The shape of the command line (a missing value, an unknown command): argparse's 2.
+    for args in (["train", work, "-o", tmp_path / "m", "--dim"], ["bogus"]):
+        r = run(*args)
+        assert r.returncode == 2 and "usage: bigw2v" in r.stderr, (args, r.stderr)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.7 MB tmpfs (root only); yields (its path, a function that makes it 16 MB)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1700k", "tmpfs", str(mount)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
+
+    try:
+        yield str(mount), grow
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_while_checkpointing_is_74_and_resumable(counted, small_disk):
+    """Weights of 77 words x dim 2000 (two 616 kB matrices) fit; a checkpoint copy does not."""
+    root, work, _ = counted
+    disk, grow = small_disk
+    model = os.path.join(disk, "m")
+    r = run("train", work, "-o", model, "--dim", "2000", "--epochs", "2", "--threads", "1",
+            "--checkpoint-every", "1e-9", "--no-preflight", "--quiet")
+    assert r.returncode == 74, r.stderr
+    assert "cannot write checkpoint" in r.stderr and "no space left on device" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "run.json" in os.listdir(model)  # training had begun: the run stays resumable
+    grow()  # free space, then --resume (docs/cron.md)
+    r = run("train", work, "-o", model, "--resume", "--quiet", "--no-preflight")
+    assert r.returncode == 0, r.stderr
+    assert bigw2v.load(model).dim == 2000

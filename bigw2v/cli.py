@@ -100,7 +100,9 @@ def build_parser():
                    help="text files, directories (read recursively) or - for stdin "
                         "(.gz .bz2 .xz .zst are decompressed); Parquet, Arrow and JSON Lines "
                         "files (each row a line); a Hugging Face datasets folder; URIs "
-                        "s3:// gs:// hdfs:// file://, globs allowed (s3://b/news/2024-*.parquet)")
+                        "s3:// gs:// hdfs:// file://, globs allowed (s3://b/news/2024-*.parquet). "
+                        "Standard input is for counting only: train reads the text again, so "
+                        "a workdir counted from - cannot be trained on")
     p.add_argument("--text-column", metavar="NAME", default=None,
                    help="the text column of Parquet and Arrow inputs (default: the column "
                         "named text, else the only string column)")

@@ -384,6 +384,10 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     settings = CountSettings(min_count, threads, spill_words, partitions, block_bytes,
                              small_input_bytes, text_column, text_field).checked()
     inputs = corpus_io.expand_inputs(corpus, text_column, text_field)
+    if any(inp.path == "-" for inp in inputs):
+        log.warning("counting standard input: `bigw2v train` reads the text again and cannot "
+                    "read standard input a second time, so this workdir cannot be trained on; "
+                    "to train, save the text to a file and count the file")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise OutputError(f"cannot write to workdir {workdir}: it is a file")
     if ray is None or ray is False:

@@ -192,3 +192,20 @@ def test_a_full_disk_while_checkpointing_is_74_and_resumable(counted, small_disk
     r = run("train", work, "-o", model, "--resume", "--quiet", "--no-preflight")
     assert r.returncode == 0, r.stderr
     assert bigw2v.load(model).dim == 2000
+
+
+# ---------------------------------------------------------------- item 8
+
+
+def test_counting_stdin_says_the_workdir_cannot_be_trained_on(tmp_path):
+    from bigw2v import cli
+    from bigw2v.errors import InputDataError
+    work = tmp_path / "w"
+    r = run("count", "-", "-o", work, "--min-count", "1", "--quiet", stdin="a b c\na b\n")
+    assert r.returncode == 0, r.stderr
+    warning = " ".join(line for line in r.stderr.splitlines() if "standard input" in line)
+    assert "this workdir cannot be trained on" in warning and "count the file" in warning
+    count_help = cli.build_parser()._subparsers._group_actions[0].choices["count"]
+    assert "counted from - cannot be trained on" in " ".join(count_help.format_help().split())
+    with pytest.raises(InputDataError, match="standard input"):  # as the warning said
+        bigw2v.train(str(work), str(tmp_path / "m"), dim=4, progress=False)

@@ -27,9 +27,11 @@ from .errors import InputDataError, MissingInputError, OutputError, ResourceErro
 from .modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
 
 
-# Rows per block when a whole-matrix operation is done piecewise: bounds the
-# float64 temporaries to tens of megabytes whatever the vocabulary size.
+# Rows per block when a whole-matrix operation is done piecewise (at most;
+# fewer for wide vectors: ``rows_per_block``), so that float64 temporaries
+# stay at about BLOCK_BYTES whatever the vocabulary size and the dimension.
 ROW_BLOCK = 65536
+BLOCK_BYTES = 16 * 2**20
 
 # Scores held at once by a batch of queries (floats): bounds the score matrix
 # of most_similar_batch to 128 MB whatever the vocabulary and the batch.
@@ -57,6 +59,11 @@ class UnknownWordError(InputDataError, KeyError):
         return self.args[0]
 
 
+def rows_per_block(dim):
+    """Rows of `dim` float64 values that fill about BLOCK_BYTES (at most ROW_BLOCK)."""
+    return max(1, min(ROW_BLOCK, BLOCK_BYTES // (8 * max(1, dim))))
+
+
 def unit_rows(matrix):
     """Return a float32 copy of `matrix` with every row scaled to unit L2 norm.
 
@@ -65,11 +72,12 @@ def unit_rows(matrix):
     """
     matrix = np.asarray(matrix)
     out = np.empty(matrix.shape, dtype=np.float32)
-    for start in range(0, matrix.shape[0], ROW_BLOCK):
-        block = np.asarray(matrix[start:start + ROW_BLOCK], dtype=np.float64)
+    step = rows_per_block(matrix.shape[1])
+    for start in range(0, matrix.shape[0], step):
+        block = np.asarray(matrix[start:start + step], dtype=np.float64)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         norms[norms == 0.0] = 1.0
-        out[start:start + ROW_BLOCK] = block / norms[:, None]
+        out[start:start + step] = block / norms[:, None]
     return out
 
 
@@ -77,11 +85,12 @@ def inverse_norms(matrix):
     """1 / the L2 norm of every row of `matrix` as float32 (0 for an all-zero row)."""
     matrix = np.asarray(matrix)
     out = np.empty(matrix.shape[0], dtype=np.float32)
-    for start in range(0, matrix.shape[0], ROW_BLOCK):
-        block = np.asarray(matrix[start:start + ROW_BLOCK], dtype=np.float64)
+    step = rows_per_block(matrix.shape[1])
+    for start in range(0, matrix.shape[0], step):
+        block = np.asarray(matrix[start:start + step], dtype=np.float64)
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         with np.errstate(divide="ignore"):
-            out[start:start + ROW_BLOCK] = np.where(norms > 0.0, 1.0 / norms, 0.0)
+            out[start:start + step] = np.where(norms > 0.0, 1.0 / norms, 0.0)
     return out
 
 
@@ -243,8 +252,9 @@ class Vectors:
             group = queries[first:first + per_pass]
             # scores[row, j]: cosine of candidate row with query j, a block of rows at a time.
             scores = np.empty((limit, group.shape[0]), dtype=np.float32)
-            for start in range(0, limit, ROW_BLOCK):
-                stop = min(limit, start + ROW_BLOCK)
+            step = rows_per_block(self.dim)
+            for start in range(0, limit, step):
+                stop = min(limit, start + step)
                 block = np.asarray(self.vectors[start:stop])
                 np.matmul(block, group.T, out=scores[start:stop])
                 scores[start:stop] *= inverse[start:stop, None]

@@ -7,244 +7,54 @@ whitespace-separated, one line each). Files may be gzip, bzip2, xz or zstd
 compressed; the compression and the format are recognised from the content,
 never from the file's name.
 
-``Word2VecReader`` streams a file in blocks of ``BLOCK_BYTES``: a Numba kernel
-walks the records of a block and writes the vectors straight into the caller's
-float32 matrix (binary: a byte copy; text: the numbers parsed in place) and the
-words, NUL-joined, into a buffer that becomes the block's Python strings in one
-decode. Memory is the destination matrix, the words and two buffers, whatever
-the file's size: no Python object per number, no copy of the file, nothing
-memory-mapped (whose pages would count in the process's memory). Every error
-names the file and the record (binary) or line (text) where it stops making
-sense.
+``Word2VecReader`` streams a file through one buffer of ``BLOCK_BYTES`` and
+writes the vectors straight into the caller's float32 matrix: for a binary
+record a byte copy (a loop of ``bytes.find`` and one slice copy per record:
+no compiled code, so no Numba start-up), for a text line the numbers parsed in
+place by a Numba kernel (``w2vtext.py``). A block's words become Python
+strings in one decode. Memory is the destination matrix, the words and the
+buffer, whatever the file's size: no Python object per number, no copy of the
+file, nothing memory-mapped (whose pages would count in the process's memory).
+Every error names the file and the record (binary) or line (text) where the
+file stops making sense.
 """
 
 import os
 import sys
 
 import numpy as np
-from numba import njit
 
 from .errors import InputDataError, MissingInputError
 
-BLOCK_BYTES = 16 * 2**20
+BLOCK_BYTES = 4 * 2**20
 # A binary record's word is everything up to the next space: in a file whose
 # header lies about DIM the "word" runs into vector bytes, and may never end.
 MAX_WORD_BYTES = 1 << 16
-# Records handed to one kernel call: bounds the per-call index arrays.
+# Records handed to one text-kernel call: bounds its per-call index arrays.
 MAX_BLOCK_ROWS = 1 << 16
 
-_NEWLINE = 10
-_SPACE = 32
-
-# Exact float64 powers of ten: the range in which mantissa * 10**k (or / 10**k)
-# is one correctly rounded operation on exact operands (Clinger's fast path),
-# so the result is the float64 Python's float() gives for the same text.
-_POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)
-_MAX_EXACT_MANTISSA = 2 ** 53
+_WHITESPACE = b" \t\n\v\f\r"
 
 
-# ---------------------------------------------------------------- kernels
+def sniff_compression(head):
+    """gz, bz2, xz, zst or None from a file's first bytes.
 
-
-@njit(cache=True, inline="always")
-def _is_space(b):
-    # ASCII whitespace as bytes.split() sees it: space, \t \n \v \f \r.
-    return b == 32 or (9 <= b <= 13)
-
-
-@njit(cache=True, inline="always")
-def _copy_word(buf, start, stop, words, at):
-    """Append buf[start:stop] and a NUL to ``words`` at ``at``; (new end, it holds a NUL)."""
-    nul = False
-    for k in range(start, stop):
-        b = buf[k]
-        nul = nul or b == 0
-        words[at] = b
-        at += 1
-    words[at] = 0
-    return at + 1, nul
-
-
-@njit(cache=True)
-def _scan_binary(buf, pos, end, at_eof, dim, out, row0, max_rows, words, lengths):
-    """Copy the binary records of ``buf[pos:end]`` into rows ``row0...`` of ``out``.
-
-    ``out`` is the destination matrix viewed as bytes (rows of 4 * dim). Stops
-    after ``max_rows`` records or before a record that does not end in the
-    buffer. The words go to ``words``, each followed by a NUL; ``lengths[i]``
-    is the length of record i's word in bytes. Returns (records, new position, word bytes,
-    a word holds a NUL, status): status 0 fine, 1 a word longer than
-    MAX_WORD_BYTES, 2 the data ends inside a record (only ``at_eof``).
+    The magic numbers ``corpus.sniff_compression`` knows (without importing
+    corpus.py, which loads Numba).
     """
-    record = 4 * dim
-    n = 0
-    at = 0
-    nul = False
-    while n < max_rows:
-        p = pos
-        while p < end and buf[p] == _NEWLINE:  # the C tool's record separator
-            p += 1
-        stop = min(end, p + MAX_WORD_BYTES)
-        q = p
-        while q < stop and buf[q] != _SPACE:
-            q += 1
-        if q == stop and q - p >= MAX_WORD_BYTES:
-            return n, p, at, nul, 1
-        if q == stop or q + 1 + record > end:
-            return n, p, at, nul, 2 if at_eof else 0
-        at, has_nul = _copy_word(buf, p, q, words, at)
-        nul = nul or has_nul
-        row = out[row0 + n]
-        src = q + 1
-        for k in range(record):
-            row[k] = buf[src + k]
-        pos = src + record
-        lengths[n] = q - p
-        n += 1
-    return n, pos, at, nul, 0
-
-
-@njit(cache=True)
-def _parse_number(buf, start, stop):
-    """(value, ok) for the decimal number ``buf[start:stop]``.
-
-    ok is False when the text is not a plain decimal (nan, inf, garbage) or
-    is outside the range where this is exact (more than 2**53 in its digits,
-    a power of ten past 1e+-22): the caller parses those with Python's float().
-    """
-    i = start
-    negative = False
-    if i < stop and (buf[i] == 45 or buf[i] == 43):  # - +
-        negative = buf[i] == 45
-        i += 1
-    mantissa = 0
-    digits = 0
-    exponent = 0
-    seen = False
-    while i < stop and 48 <= buf[i] <= 57:
-        seen = True
-        if mantissa > 0 or buf[i] != 48:
-            if digits >= 18:
-                return 0.0, False
-            mantissa = mantissa * 10 + (buf[i] - 48)
-            digits += 1
-        i += 1
-    if i < stop and buf[i] == 46:  # .
-        i += 1
-        while i < stop and 48 <= buf[i] <= 57:
-            seen = True
-            if mantissa > 0 or buf[i] != 48:
-                if digits >= 18:
-                    return 0.0, False
-                mantissa = mantissa * 10 + (buf[i] - 48)
-                digits += 1
-            exponent -= 1
-            i += 1
-    if not seen:
-        return 0.0, False
-    if i < stop and (buf[i] == 101 or buf[i] == 69):  # e E
-        i += 1
-        exp_negative = False
-        if i < stop and (buf[i] == 45 or buf[i] == 43):
-            exp_negative = buf[i] == 45
-            i += 1
-        if i == stop:
-            return 0.0, False
-        e = 0
-        while i < stop and 48 <= buf[i] <= 57:
-            if e < 100000:
-                e = e * 10 + (buf[i] - 48)
-            i += 1
-        exponent += -e if exp_negative else e
-    if i != stop:
-        return 0.0, False
-    if mantissa == 0:
-        return -0.0 if negative else 0.0, True
-    if mantissa >= _MAX_EXACT_MANTISSA:
-        return 0.0, False
-    value = float(mantissa)
-    if 0 <= exponent <= 22:
-        value = value * _POW10[exponent]
-    elif -22 <= exponent < 0:
-        value = value / _POW10[-exponent]
-    else:
-        return 0.0, False
-    return -value if negative else value, True
-
-
-@njit(cache=True)
-def _scan_text(buf, pos, end, at_eof, dim, out, row0, max_rows, words, lengths, bounds,
-               slow):
-    """Parse the text records (lines) of ``buf[pos:end]`` into rows ``row0...`` of ``out``.
-
-    Only complete lines are taken (at the end of the file the last one may
-    lack its newline); blank lines are skipped. Words go to ``words`` as in
-    ``_scan_binary``; ``bounds[i]`` is (line start, numbers start, line end)
-    of record i and ``slow[i]`` says a number of it needs Python's float().
-    Returns (records, new position, lines consumed, word bytes, a word holds a
-    NUL, status, fields): status 0 fine, 1 the last line consumed has
-    ``fields`` fields instead of DIM + 1.
-    """
-    n = 0
-    lines = 0
-    at = 0
-    nul = False
-    while n < max_rows and pos < end:
-        line_end = pos
-        while line_end < end and buf[line_end] != _NEWLINE:
-            line_end += 1
-        if line_end == end and not at_eof:
-            break
-        lines += 1
-        next_pos = line_end + 1
-        p = pos
-        while p < line_end and _is_space(buf[p]):
-            p += 1
-        if p == line_end:  # a blank line
-            pos = next_pos
-            continue
-        word_start = p
-        while p < line_end and not _is_space(buf[p]):
-            p += 1
-        word_end = p
-        row = out[row0 + n]
-        fields = 1
-        needs_python = False
-        while True:
-            while p < line_end and _is_space(buf[p]):
-                p += 1
-            if p == line_end:
-                break
-            token = p
-            while p < line_end and not _is_space(buf[p]):
-                p += 1
-            if fields <= dim:
-                value, ok = _parse_number(buf, token, p)
-                if ok:
-                    row[fields - 1] = value
-                else:
-                    needs_python = True
-            fields += 1
-        if fields != dim + 1:
-            return n, next_pos, lines, at, nul, 1, fields
-        at, has_nul = _copy_word(buf, word_start, word_end, words, at)
-        nul = nul or has_nul
-        lengths[n] = word_end - word_start
-        bounds[n, 0] = pos
-        bounds[n, 1] = word_end
-        bounds[n, 2] = line_end
-        slow[n] = needs_python
-        pos = next_pos
-        n += 1
-    return n, pos, lines, at, nul, 0, 0
-
-
-# ---------------------------------------------------------------- files
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zst"
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0":
+        return "bz2"
+    return None
 
 
 def open_stream(path):
     """(binary stream of the file's decompressed content, compression name or None)."""
-    from .corpus import sniff_compression
     try:
         raw = open(path, "rb", buffering=0)
     except FileNotFoundError:
@@ -283,6 +93,19 @@ def _is_float(text):
     return True
 
 
+def _decode_words(raw_words):
+    """Byte strings as str, one decode for all: NUL-joined, decoded, split.
+
+    Invalid UTF-8 becomes U+FFFD; NUL is never part of a UTF-8 sequence, so
+    this is what decoding each word alone gives. A word that holds a NUL itself
+    (a broken file) sends the block through the one-by-one path.
+    """
+    words = b"\0".join(raw_words).decode("utf-8", "replace").split("\0")
+    if len(words) != len(raw_words):
+        words = [w.decode("utf-8", "replace") for w in raw_words]
+    return words
+
+
 class Word2VecReader:
     """A word2vec file, opened: its header, then its records, block by block.
 
@@ -301,8 +124,7 @@ class Word2VecReader:
         self.stream = None
         self.stream, self.compression = open_stream(self.path)
         try:
-            self._buf = np.empty(BLOCK_BYTES, dtype=np.uint8)
-            self._words = np.empty(BLOCK_BYTES + MAX_BLOCK_ROWS, dtype=np.uint8)
+            self._buf = bytearray(BLOCK_BYTES)
             self._pos = self._end = 0
             self._eof = False
             self._offset = 0   # offset in the (decompressed) file of _buf[0]
@@ -312,13 +134,10 @@ class Word2VecReader:
             self.limited = self.count < self.header_count
             self.binary = self._detect_binary() if binary is None else bool(binary)
             self._check_size()
-            # The longest record we accept, for refusing garbage without newlines or spaces.
+            # The longest record accepted: garbage without newlines or spaces is refused.
             self.max_record = (4 * self.dim + MAX_WORD_BYTES + 2 if self.binary
                                else 64 * (self.dim + 1) + MAX_WORD_BYTES)
             self.rows_read = 0
-            self._lengths = np.empty(MAX_BLOCK_ROWS, dtype=np.int64)
-            self._bounds = np.empty((MAX_BLOCK_ROWS, 3), dtype=np.int64)
-            self._slow = np.zeros(MAX_BLOCK_ROWS, dtype=np.bool_)
         except BaseException:
             self.close()
             raise
@@ -339,8 +158,16 @@ class Word2VecReader:
     def _error(self, where, message):
         return InputDataError(f"{self.path}: {where}: {message}")
 
+    def _at(self, pos):
+        """Where ``_buf[pos]`` is in the file, for messages."""
+        at = f"byte {self._offset + pos:,}"
+        return at + " of the decompressed data" if self.compression else at
+
     def _fill(self):
-        """Move the unread bytes to the buffer's front and read more; False at the end."""
+        """Move the unread bytes to the buffer's front and read more; False at the end.
+
+        The buffer doubles when one record fills it (up to twice max_record).
+        """
         if self._eof:
             return False
         left = self._end - self._pos
@@ -348,37 +175,34 @@ class Word2VecReader:
             self._buf[:left] = self._buf[self._pos:self._end]
             self._offset += self._pos
             self._pos, self._end = 0, left
-        if self._end == len(self._buf):  # one record longer than the buffer
-            bigger = np.empty(2 * len(self._buf), dtype=np.uint8)
-            bigger[:self._end] = self._buf[:self._end]
-            self._buf = bigger
-            self._words = np.empty(len(bigger) + MAX_BLOCK_ROWS, dtype=np.uint8)
+        if self._end == len(self._buf):
+            self._buf = self._buf + bytearray(len(self._buf))
         view = memoryview(self._buf)
         try:
             while self._end < len(self._buf):
                 if hasattr(self.stream, "readinto"):
                     got = self.stream.readinto(view[self._end:])
-                else:
+                else:  # a stream with read() only
                     data = self.stream.read(len(self._buf) - self._end)
                     got = len(data)
-                    self._buf[self._end:self._end + got] = np.frombuffer(data, np.uint8)
+                    view[self._end:self._end + got] = data
                 if not got:
                     self._eof = True
                     break
                 self._end += got
-        except InputDataError:
-            raise
         except Exception as e:  # OSError, EOFError, lzma/zlib errors, ArrowInvalid
             what = f"{self.compression} data" if self.compression else "file"
             raise InputDataError(f"{self.path}: cannot read the {what} (after byte "
                                  f"{self._offset + self._end:,}): {e}") from None
+        finally:
+            view.release()
         return True
 
     def _head(self, most):
         """Up to ``most`` unread bytes, reading more while fewer are buffered."""
         while self._end - self._pos < most and self._fill():
             pass
-        return self._buf[self._pos:min(self._end, self._pos + most)].tobytes()
+        return bytes(self._buf[self._pos:min(self._end, self._pos + most)])
 
     # -- header and format
 
@@ -418,9 +242,9 @@ class Word2VecReader:
             size = os.fstat(self.stream.fileno()).st_size
         except (OSError, AttributeError, ValueError):
             return
-        # The smallest record: a one-byte word and a space, then 4*DIM bytes
+        # The smallest record: an (empty) word and a space, then 4*DIM bytes
         # (binary) or DIM one-character numbers, each after a separator (text).
-        smallest = 4 * self.dim + 2 if self.binary else 2 * self.dim + 2
+        smallest = 4 * self.dim + 1 if self.binary else 2 * self.dim + 2
         needed = self._offset + self._pos + self.count * smallest
         if needed > size:
             kind = "binary" if self.binary else "text"
@@ -451,107 +275,136 @@ class Word2VecReader:
                 or not out.flags.c_contiguous):
             raise ValueError("read_into needs a C-ordered float32 matrix with dim columns")
         want = min(out.shape[0], self.count - self.rows_read)
-        words = []
-        got = 0
-        while got < want:
-            max_rows = min(want - got, MAX_BLOCK_ROWS)
-            if self.binary:
-                n, pos, used, nul, status = _scan_binary(
-                    self._buf, self._pos, self._end, self._eof, self.dim, out.view(np.uint8),
-                    got, max_rows, self._words, self._lengths)
-                lines, fields = 0, 0
-            else:
-                n, pos, lines, used, nul, status, fields = _scan_text(
-                    self._buf, self._pos, self._end, self._eof, self.dim, out, got, max_rows,
-                    self._words, self._lengths, self._bounds, self._slow)
-            if n:
-                words.extend(self._decode_words(n, used, nul))
-                if not self.binary and self._slow[:n].any():
-                    self._parse_slow_rows(out, got, n)
-            if status:
-                self._fail(status, self.rows_read + got + n, pos, self._line + lines - 1,
-                           fields)
-            self._pos = pos
-            self._line += lines
-            got += n
-            if got < want and n < max_rows:  # the buffer holds no further whole record
-                if self._eof:
-                    self._fail(2, self.rows_read + got, self._pos, self._line, 0)
-                if self._pos == 0 and self._end == len(self._buf) \
-                        and len(self._buf) >= 2 * self.max_record:
-                    self._fail(3, self.rows_read + got, self._pos, self._line, 0)
-                self._fill()
-        if self.binary and sys.byteorder == "big":
-            out[:got].byteswap(inplace=True)
-        self.rows_read += got
+        if self.binary:
+            words = self._read_binary(out, want)
+        else:
+            words = self._read_text(out, want)
+        self.rows_read += want
         if self.rows_read == self.count and not self.limited:
             self._check_end()
         return words
 
-    def _decode_words(self, n, used, nul):
-        """The block's n words as strings: one decode of the NUL-joined bytes.
+    def _need_more(self, record, pos):
+        """The buffer holds no further whole record at ``pos``: read more, or fail."""
+        if self._eof:
+            where = f"record {record + 1:,}" if self.binary else f"line {self._line:,}"
+            raise self._error(where, f"truncated: the header promises {self.header_count:,} "
+                              f"words, the file ends after {record:,} (at {self._at(pos)})")
+        if pos == 0 and self._end == len(self._buf) and len(self._buf) >= 2 * self.max_record:
+            where = f"record {record + 1:,}" if self.binary else f"line {self._line:,}"
+            raise self._error(where, f"no record ends within {len(self._buf):,} bytes (at "
+                              f"{self._at(pos)}): not a word2vec "
+                              f"{'binary' if self.binary else 'text'} file, or its header "
+                              "is wrong")
+        self._fill()
 
-        Invalid UTF-8 becomes U+FFFD (NUL is never part of a UTF-8 sequence,
-        so this is what decoding each word alone gives). When a word holds a
-        NUL itself, each word is decoded alone, cut by its length.
-        """
-        data = self._words[:used - 1].tobytes()
-        if not nul:
-            return data.decode("utf-8", "replace").split("\0")
-        starts = np.concatenate(([0], np.cumsum(self._lengths[:n] + 1)[:-1])).tolist()
-        return [data[s:s + k].decode("utf-8", "replace")
-                for s, k in zip(starts, self._lengths[:n].tolist())]
+    def _read_binary(self, out, want):
+        """The next ``want`` binary records into out[:want]; their words."""
+        if want == 0:
+            return []
+        record = 4 * self.dim
+        flat = memoryview(out).cast("B")
+        raw_words = []
+        append = raw_words.append
+        got = 0
+        while got < want:
+            buf, pos, end = self._buf, self._pos, self._end
+            view = memoryview(buf)
+            find = buf.find
+            last_space = end - record - 1  # a word must end by here for its vector to fit
+            o = got * record
+            try:
+                while got < want:
+                    while pos < end and buf[pos] == 10:  # the C tool's record separator
+                        pos += 1
+                    space = find(b" ", pos, min(end, pos + MAX_WORD_BYTES + 1))
+                    if space < 0 or space > last_space:
+                        break
+                    append(buf[pos:space])
+                    start = space + 1
+                    flat[o:o + record] = view[start:start + record]
+                    o += record
+                    pos = start + record
+                    got += 1
+            finally:
+                view.release()
+            self._pos = pos
+            if got == want:
+                break
+            if end - pos > MAX_WORD_BYTES and find(b" ", pos, pos + MAX_WORD_BYTES + 1) < 0:
+                raise self._error(f"record {self.rows_read + got + 1:,}", "no word ends within "
+                                  f"{MAX_WORD_BYTES:,} bytes (at {self._at(pos)}): not a "
+                                  f"word2vec binary file, or the header's dim ({self.dim}) "
+                                  "is wrong")
+            self._need_more(self.rows_read + got, pos)
+        flat.release()
+        if sys.byteorder == "big":
+            out[:want].byteswap(inplace=True)
+        return _decode_words(raw_words)
 
-    def _parse_slow_rows(self, out, row0, n):
+    def _read_text(self, out, want):
+        """The next ``want`` text records into out[:want]; their words."""
+        from .w2vtext import scan_text
+        words = []
+        got = 0
+        lengths = np.empty(MAX_BLOCK_ROWS, dtype=np.int64)
+        bounds = np.empty((MAX_BLOCK_ROWS, 3), dtype=np.int64)
+        slow = np.zeros(MAX_BLOCK_ROWS, dtype=np.bool_)
+        while got < want:
+            max_rows = min(want - got, MAX_BLOCK_ROWS)
+            buf = np.frombuffer(self._buf, dtype=np.uint8)
+            word_bytes = np.empty(self._end - self._pos + max_rows, dtype=np.uint8)
+            n, pos, lines, used, _, status, fields = scan_text(
+                buf, self._pos, self._end, self._eof, self.dim, out, got, max_rows,
+                word_bytes, lengths, bounds, slow)
+            if n:
+                data = word_bytes[:used].tobytes()
+                starts = np.concatenate(([0], np.cumsum(lengths[:n] + 1)[:-1])).tolist()
+                words.extend(_decode_words([data[s:s + k] for s, k in
+                                            zip(starts, lengths[:n].tolist())]))
+                if slow[:n].any():
+                    self._parse_slow_rows(out, got, n, bounds, slow)
+            if status:
+                got_fields = fields - 1
+                raise self._error(f"line {self._line + lines - 1:,}", f"expected a word and "
+                                  f"{self.dim} numbers (the header's dim), got {got_fields} "
+                                  f"number{'' if got_fields == 1 else 's'}")
+            del buf
+            self._pos = pos
+            self._line += lines
+            got += n
+            if got < want and n < max_rows:
+                self._need_more(self.rows_read + got, self._pos)
+        return words
+
+    def _parse_slow_rows(self, out, row0, n, bounds, slow):
         """Rows with numbers the kernel leaves to Python (nan, inf, many digits): float()."""
-        for i in np.flatnonzero(self._slow[:n]):
-            start, numbers, end = (int(x) for x in self._bounds[i])
-            fields = self._buf[numbers:end].tobytes().split()
+        for i in np.flatnonzero(slow[:n]):
+            start, numbers, end = (int(x) for x in bounds[i])
+            fields = bytes(self._buf[numbers:end]).split()
             try:
                 out[row0 + i] = np.array([float(f) for f in fields], dtype=np.float64)
             except ValueError:
-                line = self._line + self._buf[self._pos:start].tobytes().count(b"\n")
+                line = self._line + self._buf.count(b"\n", self._pos, start)
                 bad = next(f for f in fields if not _is_float(f))
                 raise self._error(f"line {line:,}", f"{bad[:40].decode('utf-8', 'replace')!r}"
                                   " is not a number") from None
 
-    def _fail(self, status, record, pos, line, fields):
-        """Raise the error for a kernel's status (3: a record longer than max_record)."""
-        at = f"byte {self._offset + pos:,}"
-        if self.compression:
-            at += " of the decompressed data"
-        where = f"record {record + 1:,}" if self.binary else f"line {line:,}"
-        if status == 1 and self.binary:
-            raise self._error(where, f"no word ends within {MAX_WORD_BYTES:,} bytes (at {at}): "
-                              "not a word2vec binary file, or the header's dim "
-                              f"({self.dim}) is wrong")
-        if status == 1:
-            got = fields - 1
-            raise self._error(where, f"expected a word and {self.dim} numbers (the header's "
-                              f"dim), got {got} number{'' if got == 1 else 's'}")
-        if status == 3:
-            raise self._error(where, f"no record ends within {len(self._buf):,} bytes (at "
-                              f"{at}): not a word2vec {'binary' if self.binary else 'text'} "
-                              "file, or its header is wrong")
-        raise self._error(where, f"truncated: the header promises {self.header_count:,} "
-                          f"words, the file ends after {record:,} (at {at})")
-
     def _check_end(self):
         """After the header's last record only whitespace may follow; else the header lies."""
         while True:
-            rest = self._buf[self._pos:self._end]
-            data = np.flatnonzero(~((rest == 32) | ((rest >= 9) & (rest <= 13))))
-            if len(data):
-                first = self._pos + int(data[0])
+            rest = bytes(self._buf[self._pos:self._end])
+            stripped = rest.lstrip(_WHITESPACE)
+            if stripped:
+                first = self._pos + len(rest) - len(stripped)
                 if self.binary:
                     where = f"record {self.header_count + 1:,}"
                 else:
-                    newlines = self._buf[self._pos:first].tobytes().count(b"\n")
-                    where = f"line {self._line + newlines:,}"
+                    line = self._line + self._buf.count(b"\n", self._pos, first)
+                    where = f"line {line:,}"
                 raise self._error(where, f"the header promises {self.header_count:,} words "
-                                  "but more data follows (at byte "
-                                  f"{self._offset + first:,}): the header is wrong (a "
-                                  "limit reads only the first rows)")
+                                  f"but more data follows (at {self._at(first)}): the header "
+                                  "is wrong (a limit reads only the first rows)")
             self._pos = self._end
             if not self._fill():
                 return

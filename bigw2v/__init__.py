@@ -20,7 +20,7 @@ def count(corpus, workdir, min_count=5, threads=None, progress=True, **options):
 def train(workdir, modeldir, settings=None, progress=True, **overrides):
     """Train vectors on a counted workdir; see ``bigw2v.settings.TrainSettings`` for options.
 
-    Also ``resume=True``, ``force=True``, ``init_from=OLD_MODELDIR`` and
+    Also ``resume=True``, ``force=True``, ``init_from=MODELDIR_OR_FILE`` and
     ``checkpoint_every=SECONDS`` (see ``bigw2v.trainer.train`` and docs/cron.md).
     """
     from .trainer import train as _train
@@ -35,10 +35,18 @@ def publish(modeldir, link):
     return _publish(modeldir, link)
 
 
-def load(modeldir, mmap=True):
-    """Load a trained model directory as a ``Vectors`` object (memory-mapped)."""
+def load(path, mmap=True, limit=None):
+    """Load a ``Vectors`` object: a trained model directory (memory-mapped), a word2vec
+    file (.bin, .txt, .vec, compressed too; recognised from its content) or a Parquet
+    export; ``limit=N`` keeps the first N words."""
     from .vectors import load as _load
-    return _load(modeldir, mmap=mmap)
+    return _load(path, mmap=mmap, limit=limit)
+
+
+def load_word2vec_format(path, binary=None, limit=None):
+    """Load a word2vec binary or text file (the C tool's, gensim's, fastText's .vec)."""
+    from .vectors import load_word2vec_format as _load
+    return _load(path, binary=binary, limit=limit)
 
 
 def evaluate_analogies(vectors, path, restrict_vocab=30000):

@@ -15,7 +15,6 @@ it names, and replace a regular file atomically.
 """
 
 import contextlib
-import errno
 import json
 import os
 import stat
@@ -23,7 +22,7 @@ import sys
 
 import numpy as np
 
-from .errors import InputDataError, MissingInputError, OutputError, ResourceError, UsageError
+from .errors import InputDataError, MissingInputError, OutputError, UsageError, write_failed
 from .modeldir import MODEL_FORMAT, MODEL_NAME, MODEL_VERSION, VECTORS_NAME
 
 
@@ -501,14 +500,6 @@ def open_output(path):
             yield out
 
 
-def _write_error(path, e):
-    """The error to raise for an OSError writing an export to `path`."""
-    where = "standard output" if path == "-" else str(path)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceError(f"cannot write {where}: no space left on device")
-    return OutputError(f"cannot write {where}: {e.strerror or e}")
-
-
 def _write(path, write_body):
     """Run ``write_body(file)`` on ``open_output(path)``, errors as one line each."""
     try:
@@ -516,8 +507,9 @@ def _write(path, write_body):
             write_body(out)
     except BrokenPipeError:
         raise  # the reader went away: the CLI ends quietly
-    except OSError as e:
-        raise _write_error(path, e) from None
+    except OSError as e:  # a full disk or quota 74 (DiskFullError), else 73
+        where = "standard output" if path == "-" else str(path)
+        raise write_failed(f"cannot write {where}", e) from None
 
 
 _SEPARATOR_RE = None

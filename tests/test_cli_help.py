@@ -124,7 +124,7 @@ def test_every_command_with_positionals_has_a_wrong_count_case():
 def test_analogy_names_its_three_words():
     # Issue 20: a tuple metavar made argparse crash; the words must stay A B C in the usage.
     help_text = subparsers()["analogy"].format_help()
-    assert help_text.startswith("usage: bigw2v analogy [-h] [-n N] MODELDIR A B C\n")
+    assert help_text.startswith("usage: bigw2v analogy [-h] [--limit N] [-n N] MODEL A B C\n")
 
 
 def test_cron_wrapper_help_prints_its_header_only(tmp_path):

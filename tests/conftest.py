@@ -57,6 +57,11 @@ def planted_workdir(tmp_path_factory):
 RAY_HOLD_FILE = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"bigw2v-ray-hold-{os.getpid()}")
 
 
+# Ray nodes on the loopback address, not the machine's network one: Ray reads this
+# when it is imported (it maps "localhost" to the network address unless it is off).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real two-node Ray cluster on this machine (1 CPU a node), one per test session.

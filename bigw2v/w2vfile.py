@@ -230,8 +230,7 @@ class Word2VecReader:
         if self.header_count == 0:
             return True
         head = self._head(64 * (self.dim + 1) + MAX_WORD_BYTES)
-        newline = head.find(b"\n")
-        parts = (head[:newline] if newline >= 0 else head).split()
+        parts = next((line.split() for line in head.split(b"\n") if line.strip()), [])
         return len(parts) != self.dim + 1 or not all(_is_float(p) for p in parts[1:])
 
     def _check_size(self):
@@ -383,7 +382,8 @@ class Word2VecReader:
             start, numbers, end = (int(x) for x in bounds[i])
             fields = bytes(self._buf[numbers:end]).split()
             try:
-                out[row0 + i] = np.array([float(f) for f in fields], dtype=np.float64)
+                with np.errstate(over="ignore"):  # beyond float32: inf, as in the kernel
+                    out[row0 + i] = np.array([float(f) for f in fields], dtype=np.float64)
             except ValueError:
                 line = self._line + self._buf.count(b"\n", self._pos, start)
                 bad = next(f for f in fields if not _is_float(f))

@@ -226,12 +226,16 @@ class Word2VecReader:
         self._line = 2
 
     def _detect_binary(self):
-        """Text if the first record reads as a line of a word and DIM numbers, else binary."""
+        """Text if the first record reads as a line of a word and numbers, else binary.
+
+        Any count of numbers: a text file whose header has another dim is a text
+        file with a wrong header (reported at its first line), not binary garbage.
+        """
         if self.header_count == 0:
             return True
         head = self._head(64 * (self.dim + 1) + MAX_WORD_BYTES)
         parts = next((line.split() for line in head.split(b"\n") if line.strip()), [])
-        return len(parts) != self.dim + 1 or not all(_is_float(p) for p in parts[1:])
+        return len(parts) < 2 or not all(_is_float(p) for p in parts[1:])
 
     def _check_size(self):
         """Refuse a header promising more than an (uncompressed) file can hold, at once."""
@@ -287,8 +291,10 @@ class Word2VecReader:
         """The buffer holds no further whole record at ``pos``: read more, or fail."""
         if self._eof:
             where = f"record {record + 1:,}" if self.binary else f"line {self._line:,}"
+            hint = f" (or the header's dim, {self.dim}, is wrong)" if self.binary else ""
             raise self._error(where, f"truncated: the header promises {self.header_count:,} "
-                              f"words, the file ends after {record:,} (at {self._at(pos)})")
+                              f"words, the file ends after {record:,} (at {self._at(pos)})"
+                              f"{hint}")
         if pos == 0 and self._end == len(self._buf) and len(self._buf) >= 2 * self.max_record:
             where = f"record {record + 1:,}" if self.binary else f"line {self._line:,}"
             raise self._error(where, f"no record ends within {len(self._buf):,} bytes (at "
@@ -403,8 +409,9 @@ class Word2VecReader:
                     line = self._line + self._buf.count(b"\n", self._pos, first)
                     where = f"line {line:,}"
                 raise self._error(where, f"the header promises {self.header_count:,} words "
-                                  f"but more data follows (at {self._at(first)}): the header "
-                                  "is wrong (a limit reads only the first rows)")
+                                  f"but more data follows (at {self._at(first)}): the header's "
+                                  "word count or dim is wrong (a limit reads only the first "
+                                  "rows)")
             self._pos = self._end
             if not self._fill():
                 return

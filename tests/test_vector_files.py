@@ -375,6 +375,8 @@ def test_bad_files_are_one_line_errors(tmp_path, planted_workdir):
     ragged.write_text("3 2\na 1 2\nb 1 2 3\nc 1 2\n")
     not_number = tmp_path / "nan.txt"
     not_number.write_text("2 2\na 1 2\n\nb 1 x2\n")
+    wrong_dim = tmp_path / "dim.txt"
+    wrong_dim.write_text("2 3\na 1 2\nb 1 2\n")
     compressed = tmp_path / "cut.bin.gz"
     compressed.write_bytes(gzip.compress(data)[:-30])
     cases = [
@@ -386,6 +388,8 @@ def test_bad_files_are_one_line_errors(tmp_path, planted_workdir):
         (["export", not_number, "-o", tmp_path / "x.bin"], 65,
          "nan.txt: line 4: 'x2' is not a number"),
         (["similar", compressed, "w1"], 65, "cut.bin.gz: "),
+        (["similar", wrong_dim, "a"], 65,
+         "dim.txt: line 2: expected a word and 3 numbers (the header's dim), got 2"),
         (["train", workdir, "-o", tmp_path / "m", "--dim", "8", "--init-from", good], 64,
          f"--init-from {good} has vectors of dim 7, this run has --dim 8"),
     ]

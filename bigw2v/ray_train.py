@@ -128,15 +128,17 @@ class NodeTrainer:
         if rows:
             for name, matrix in averaged.items():
                 self.weights[name][:rows] = matrix
+        started = time.perf_counter()
         loss, terms, trained = 0.0, 0, 0
         for first, stop in _ranges(chunk_ids):
             t = train_range(self.job, epoch, first, stop)
             loss, terms, trained = loss + t.loss, terms + t.terms, trained + t.trained
+        seconds = time.perf_counter() - started
         full = send_rows >= self.weights["vectors.npy"].shape[0]
         names = self.weights if full else [n for n in FREQUENCY_ORDERED if n in self.weights]
         sent = {name: self.weights[name][:send_rows].copy() for name in names} \
             if send_rows else {}
-        return RangeTotals(loss, terms, trained), sent
+        return RangeTotals(loss, terms, trained), sent, seconds
 
 
 # Matrices whose row i is the i-th most frequent word (averaged by prefix, hottest
@@ -175,6 +177,7 @@ class Nodes:
             num_cpus=self.cpus, scheduling_strategy="SPREAD", max_restarts=0)
         self.actors = [self._start() for _ in range(self.count)]
         self.restarts = 0
+        self.rounds = None
 
     def _start(self):
         return self.actor_class.remote(*self.actor_args, self.cpus)
@@ -213,12 +216,20 @@ class Nodes:
 
 
 class Rounds:
-    """The averaging state between rounds, and the last full sync to go back to."""
+    """The averaging state between rounds, the last full sync to go back to, and the cost.
+
+    ``seconds``: wall time of the rounds and full syncs; ``train_seconds``: of
+    that, the slowest node's training in each round (the rest is syncing:
+    moving rows, averaging, waiting); ``bytes``: rows sent to and from the nodes.
+    """
 
     def __init__(self, mats, p):
         self.averaged = {}
         self.rows = 0
         self.last_full = None
+        self.seconds = self.train_seconds = 0.0
+        self.bytes = 0
+        self.count = 0
         self.mark_full(mats, p)
 
     def mark_full(self, mats, p):
@@ -248,7 +259,7 @@ def train_epochs(session, nodes, mats, p, saver, plan, bar):
     n_chunks = chunk_starts.shape[0] - 1
     words_per_chunk = max(1, int(chunk_token_starts[-1]) // max(n_chunks, 1))
     per_round = max(1, sync.sync_words // words_per_chunk) * nodes.count
-    rounds = Rounds(mats, p)
+    rounds = nodes.rounds = Rounds(mats, p)
     nodes.broadcast(mats)
     while p.epoch < s.epochs:
         try:
@@ -275,25 +286,35 @@ def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk
         first, stop = p.next_chunk, min(n_chunks, p.next_chunk + per_round)
         full = stop == n_chunks or r % sync.full_sync_every == 0
         send = vocab if full else hot_rows_of_round(r, sync, vocab)
+        started = time.perf_counter()
         averaged = ray.put(rounds.averaged) if rounds.rows else None
         results = ray.get([
             a.round.remote(rounds.rows, averaged, p.epoch,
                            [c for c in range(first, stop) if c % nodes.count == k], send)
             for k, a in enumerate(nodes.actors)])
-        for totals, _ in results:
+        for totals, _, _ in results:
             p.loss_sum += totals.loss
             p.loss_terms += totals.terms
             p.trained_words += totals.trained
-        rounds.averaged = {name: np.mean([sent[name] for _, sent in results], axis=0,
+        received = sum(m.nbytes for m in rounds.averaged.values()) * nodes.count
+        rounds.averaged = {name: np.mean([sent[name] for _, sent, _ in results], axis=0,
                                          dtype=np.float32) for name in results[0][1]}
+        rounds.bytes += received + sum(m.nbytes for _, sent, _ in results
+                                       for m in sent.values())
         rounds.rows = send
+        rounds.count += 1
+        rounds.train_seconds += max(seconds for _, _, seconds in results)
+        rounds.seconds += time.perf_counter() - started
         p.next_chunk = stop
         bar.update(int(chunk_tokens[first:stop].sum()))
         bar.set_postfix_str(f"epoch {p.epoch + 1}/{s.epochs} round {r} "
                             f"loss {p.loss_sum / max(p.loss_terms, 1):.4f}", refresh=False)
         if not full:
             continue
+        started = time.perf_counter()
         _full_sync(nodes, mats, rounds)
+        rounds.bytes += sum(np.asarray(m).nbytes for m in mats.values()) * nodes.count
+        rounds.seconds += time.perf_counter() - started
         epoch_done = p.next_chunk == n_chunks
         if epoch_done:
             p.epoch_losses.append(p.loss_sum / max(p.loss_terms, 1))
@@ -342,10 +363,14 @@ def run(session, workdir, words, counts, figures):
         finally:
             bar.close()
         p.train_seconds = saver.train_seconds(time.time())
+        r = nodes.rounds
         session.run["ray"] = {"nodes": nodes.count, "cores_per_node": nodes.cpus,
                               "sync_words": sync.sync_words, "hot_rows": sync.hot_rows,
                               "full_sync_every": sync.full_sync_every,
-                              "actor_restarts": nodes.restarts}
+                              "actor_restarts": nodes.restarts, "rounds": r.count,
+                              "sync_share": round(1 - r.train_seconds / max(r.seconds, 1e-9), 4),
+                              "bytes_moved": r.bytes,
+                              "bytes_per_second": round(r.bytes / max(r.seconds, 1e-9))}
     finally:
         nodes.close()
     return trainer._finish(session, mats, words, counts, p, {

@@ -376,7 +376,7 @@ def test_bad_files_are_one_line_errors(tmp_path, planted_workdir):
     not_number = tmp_path / "nan.txt"
     not_number.write_text("2 2\na 1 2\n\nb 1 x2\n")
     wrong_dim = tmp_path / "dim.txt"
-    wrong_dim.write_text("2 3\na 1 2\nb 1 2\n")
+    wrong_dim.write_text("2 3\nalpha 1.25 2.5\nbeta 1.25 2.5\n")
     compressed = tmp_path / "cut.bin.gz"
     compressed.write_bytes(gzip.compress(data)[:-30])
     cases = [

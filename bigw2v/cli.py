@@ -13,8 +13,9 @@ import traceback
 
 from dataclasses import fields
 
+from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_IO, Bigw2vError, Interrupted, UsageError, exit_codes_text
-from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS, TrainSettings
+from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS, TrainSettings, plural
 
 EPILOG_EXIT_CODES = exit_codes_text()
 
@@ -85,6 +86,7 @@ def build_parser():
         description="Train word2vec embeddings on very large text, in two passes: "
                     "`bigw2v count` builds the vocabulary, `bigw2v train` trains.",
         epilog=EPILOG_EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"bigw2v {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -214,6 +216,17 @@ def build_parser():
     p.add_argument("link", metavar="LINK", help="the symbolic link readers use, e.g. models/latest")
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
 
+    p = sub.add_parser(
+        "info", help="what a model directory, an unfinished run or a workdir holds",
+        description="Print a model's settings, figures and file sizes (from its model.json), "
+                    "an unfinished run's settings and progress, or a workdir's count "
+                    "(inputs, tokens, vocabulary, settings) and encodings. Reads no vectors: "
+                    "instant at any size.",
+        epilog=EPILOG_EXIT_CODES)
+    p.add_argument("path", metavar="DIR", help="a model directory (or a published link to one) "
+                                               "or a workdir")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+
     p = sub.add_parser("similar", help="nearest neighbours of a word",
                        description="Print the words closest to WORD by cosine similarity.")
     _add_model_arguments(p)
@@ -292,8 +305,15 @@ def cmd_count(args):
     if args.json:
         print(json.dumps(manifest, indent=1))
     t = manifest["totals"]
+    if manifest["last_run"].get("up_to_date"):
+        # Nothing was read: the figures are the earlier count's, not this run's.
+        print(f"nothing to count: {_human(t['tokens'])} words ({t['distinct_words']:,} "
+              f"distinct) as counted {manifest['created']}; {t['vocab_words']:,} words with "
+              f"count >= {args.min_count} in {os.path.join(args.output, 'vocab.parquet')}",
+              file=sys.stderr)
+        return
     print(f"counted {_human(t['tokens'])} words ({t['distinct_words']:,} distinct) in "
-          f"{len(manifest['inputs'])} input(s) in {manifest['seconds']:.1f} s; "
+          f"{plural(len(manifest['inputs']), 'input')} in {manifest['seconds']:.1f} s; "
           f"{t['vocab_words']:,} words with count >= {args.min_count} "
           f"-> {os.path.join(args.output, 'vocab.parquet')}", file=sys.stderr)
 
@@ -324,9 +344,9 @@ def cmd_train(args):
         print(json.dumps(info, indent=1))
     resumed = f" in {f['sessions']} sessions" if f.get("sessions", 1) > 1 else ""
     print(f"trained {s['model']} dim {s['dim']}: {info['vocab_size']:,} words, "
-          f"{_human(f['corpus_tokens'])} tokens x {s['epochs']} epochs in "
+          f"{_human(f['corpus_tokens'])} tokens x {plural(s['epochs'], 'epoch')} in "
           f"{f['train_seconds']:.1f} s{resumed} ({_human(f['words_per_second'])} words/s, "
-          f"{s['threads']} threads), final loss {f['final_loss']:.4f} -> {args.output}",
+          f"{plural(s['threads'], 'thread')}), final loss {f['final_loss']:.4f} -> {args.output}",
           file=sys.stderr)
 
 
@@ -336,6 +356,12 @@ def cmd_publish(args):
     if args.json:
         print(json.dumps(summary, indent=1))
     print(f"published {summary['model']} as {summary['link']}", file=sys.stderr)
+
+
+def cmd_info(args):
+    from .info import describe, format_info
+    d = describe(args.path)
+    print(json.dumps(d, indent=1) if args.json else format_info(d))
 
 
 def _load(args):
@@ -387,7 +413,7 @@ def cmd_eval(args):
 
 COMMANDS = {"count": cmd_count, "train": cmd_train, "publish": cmd_publish,
             "similar": cmd_similar, "analogy": cmd_analogy, "export": cmd_export,
-            "eval": cmd_eval}
+            "eval": cmd_eval, "info": cmd_info}
 
 
 def main(argv=None):

@@ -52,6 +52,7 @@ from .pool import ordered_map
 from .progress import progress_bar
 from .runs import (PARTITIONS, RunWriter, WrittenRuns, group_key, merge_runs,
                          read_group_records, reusable_groups, sort_vocab, write_group_record)
+from .settings import threads_to_use
 from .wordtable import WordTable
 from .workdir import (COUNT_FORMAT, COUNT_VERSION, MANIFEST_NAME, RUNS_DIR, VOCAB_NAME,
                             clear_old_count, old_manifest, write_parquet_atomic)
@@ -336,6 +337,7 @@ class CountSettings:
                     name, name.replace("_", "-"))
                 raise UsageError(f"{label} must be a whole number >= {low}, not {value!r}")
             values[name] = int(value)
+        values["threads"] = threads_to_use(values["threads"], "counting")
         for name in ("text_column", "text_field"):
             if values[name] is not None and (not isinstance(values[name], str)
                                              or not values[name]):

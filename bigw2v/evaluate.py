@@ -11,12 +11,15 @@ than two pairs or constant values) are reported as None, never 0 or NaN, so a
 missing result cannot be mistaken for a bad one.
 """
 
+import logging
 import os
 
 import numpy as np
 
 from .errors import InputDataError, MissingInputError, UsageError
 from .vectors import unit_rows
+
+log = logging.getLogger("bigw2v")
 
 # Questions scored per matrix product: [batch, restrict_vocab] float32 scores
 # are ~120 MB at 30,000 words, small enough, and large enough for BLAS to be
@@ -61,7 +64,22 @@ def read_analogies(path):
     Lines that are not a ': section' header or four words are skipped (gensim
     does the same); a file with no question at all is an error.
     """
+    return _read_analogies(path)[0]
+
+
+def _skipped(path, what, numbers, expected):
+    """Say that lines of an evaluation file were skipped, naming the first few."""
+    if numbers:
+        shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+        log.warning("%s: skipped %d malformed %s (not %s): line%s %s", path, len(numbers),
+                    what if len(numbers) != 1 else what.rstrip("s"), expected,
+                    "s" if len(numbers) > 1 else "", shown)
+
+
+def _read_analogies(path):
+    """``read_analogies``, and the numbers of the lines it skipped."""
     sections = []
+    skipped = []
     for number, line in enumerate(_open_text(path, "analogy questions"), 1):
         line = line.strip()
         if not line:
@@ -71,13 +89,14 @@ def read_analogies(path):
             continue
         words = line.split()
         if len(words) != 4:
+            skipped.append(number)
             continue
         if not sections:
             raise InputDataError(f"{path}:{number}: question before the first ': section' line")
         sections[-1][1].append(tuple(words))
     if not any(questions for _, questions in sections):
         raise InputDataError(f"{path}: no analogy questions ('a b c d' lines) found")
-    return sections
+    return sections, skipped
 
 
 def is_syntactic(section_name):
@@ -102,7 +121,8 @@ def evaluate_analogies(vectors, path, restrict_vocab=30000, case_insensitive=Tru
         restrict_vocab = len(vectors)
     if restrict_vocab <= 0:
         raise UsageError(f"restrict_vocab must be positive, got {restrict_vocab}")
-    sections = read_analogies(path)
+    sections, malformed = _read_analogies(path)
+    _skipped(path, "lines", malformed, "': section' or four words")
     limit = min(restrict_vocab, len(vectors))
     candidate_words = vectors.words[:limit]
     lookup = folded_vocabulary(candidate_words, case_insensitive)
@@ -146,6 +166,7 @@ def evaluate_analogies(vectors, path, restrict_vocab=30000, case_insensitive=Tru
         "syntactic": total([s for s in results if is_syntactic(s["name"])]),
         "total": total(results),
         "restrict_vocab": limit,
+        "malformed_lines": len(malformed),
     }
 
 
@@ -176,22 +197,29 @@ def read_pairs(path):
     Lines that do not parse (such as a column-header row) are skipped; a file
     with no pair at all is an error.
     """
+    return _read_pairs(path)[0]
+
+
+def _read_pairs(path):
+    """``read_pairs``, and the numbers of the lines it skipped."""
     pairs = []
-    for line in _open_text(path, "word pairs"):
+    skipped = []
+    for number, line in enumerate(_open_text(path, "word pairs"), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields = line.split("\t") if "\t" in line else line.split()
-        if len(fields) != 3:
-            continue
         try:
+            if len(fields) != 3:
+                raise ValueError
             score = float(fields[2])
         except ValueError:
+            skipped.append(number)
             continue
         pairs.append((fields[0].strip(), fields[1].strip(), score))
     if not pairs:
         raise InputDataError(f"{path}: no word pairs ('word1<TAB>word2<TAB>score' lines) found")
-    return pairs
+    return pairs, skipped
 
 
 def average_ranks(values):
@@ -238,7 +266,8 @@ def evaluate_pairs(vectors, path, case_insensitive=True):
     case-folded like the analogies) are left out and counted in `oov`;
     `oov_ratio` is their fraction of all pairs (0..1).
     """
-    pairs = read_pairs(path)
+    pairs, malformed = _read_pairs(path)
+    _skipped(path, "lines", malformed, "two words and a score")
     lookup = folded_vocabulary(vectors.words, case_insensitive)
     fold = fold_case if case_insensitive else (lambda w: w)
     rows_a, rows_b, human = [], [], []
@@ -259,6 +288,7 @@ def evaluate_pairs(vectors, path, case_insensitive=True):
         "pairs": len(human),
         "oov": oov,
         "oov_ratio": oov / len(pairs),
+        "malformed_lines": len(malformed),
     }
 
 

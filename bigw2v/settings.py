@@ -6,6 +6,35 @@ from dataclasses import asdict, dataclass, fields
 from .errors import UsageError
 
 
+def available_cores():
+    """The CPUs this process may run on (its affinity mask, else every CPU)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plural(n, word):
+    """``n word`` with the word's plural when n is not 1 (``1 epoch``, ``2 epochs``)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def threads_to_use(threads, what):
+    """``threads``, or the cores there are when it asks for more (said in a warning).
+
+    More threads than cores only slow the kernels down (and cost a word table
+    each when counting); the summary and model.json then report what ran.
+    """
+    cores = available_cores()
+    if threads <= cores:
+        return threads
+    import logging
+    logging.getLogger("bigw2v").warning(
+        "--threads %d is more than the %d cores this process may use: %s on %d", threads,
+        cores, what, cores)
+    return cores
+
+
 @dataclass
 class TrainSettings:
     model: str = "sg"            # "sg" (skip-gram) or "cbow"

@@ -44,7 +44,7 @@ from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORM
                        check_model_dir, clear_model_dir, describe_run, finished_model,
                        read_run, replaced_by_a_run, weight_files)
 from .progress import progress_bar
-from .settings import TrainSettings
+from .settings import TrainSettings, plural, threads_to_use
 from .workdir import ENCODED_DIR, VOCAB_NAME, read_manifest, read_vocab, write_vocab
 from .warmstart import check_source as check_init_source, warm_start
 
@@ -428,6 +428,8 @@ def _check_init_from(init_from, s):
 
 
 def _train_session(workdir, session):
+    if session.options.ray is None:  # a Ray node uses its own cores (ray_train.py)
+        session.settings.threads = threads_to_use(session.settings.threads, "training")
     if not os.path.isdir(workdir):
         raise MissingInputError(f"{workdir} is not a counted workdir: run `bigw2v count` first")
     # The workdir lock covers reading the counts and writing the encoding: a
@@ -619,8 +621,9 @@ def _run_epochs(session, job, corpus, p, saver):
     bar = progress_bar(n_tokens * s.epochs, f"train {s.model}", enabled=session.options.progress)
     bar.update(p.epoch * n_tokens + int(chunk_tokens[:p.next_chunk].sum()))
     with StopFlag() as stop:
-        log.info("training %s on %d words x %d epochs, %d chunks per epoch, from epoch %d "
-                 "chunk %d; checkpoints %s", s.model, n_tokens, s.epochs, n_chunks, p.epoch + 1,
+        log.info("training %s on %d words x %s, %s per epoch, on %s, from epoch %d chunk %d; "
+                 "checkpoints %s", s.model, n_tokens, plural(s.epochs, "epoch"),
+                 plural(n_chunks, "chunk"), plural(s.threads, "thread"), p.epoch + 1,
                  p.next_chunk, f"every {every:g} s" if every else "off")
         try:
             while p.epoch < s.epochs:

@@ -209,3 +209,141 @@ def test_counting_stdin_says_the_workdir_cannot_be_trained_on(tmp_path):
     assert "counted from - cannot be trained on" in " ".join(count_help.format_help().split())
     with pytest.raises(InputDataError, match="standard input"):  # as the warning said
         bigw2v.train(str(work), str(tmp_path / "m"), dim=4, progress=False)
+
+
+# ---------------------------------------------------------------- item 10
+
+
+def cli_main(*argv):
+    """cli.main in this process: (exit code, stdout, stderr) through pytest's capsys."""
+    from bigw2v import cli
+    try:
+        return cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's --version, --help and errors
+        return e.code
+
+
+def test_version(capsys):
+    assert cli_main("--version") == 0
+    assert capsys.readouterr().out == f"bigw2v {bigw2v.__version__}\n"
+
+
+def test_info_on_a_model_a_link_a_workdir_and_a_run(counted, tmp_path, capsys):
+    root, work, model = counted
+    link = tmp_path / "latest"
+    os.symlink(model, link)
+    assert cli_main("info", link, "--json") == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kind"] == "model" and d["link_to"] == os.path.realpath(model)
+    assert d["dim"] == 8 and d["vocab_size"] == len(bigw2v.load(model))
+    assert d["settings"]["window"] == 5 and d["figures"]["corpus_tokens"] == 300 * 12
+    assert d["files"]["vectors.npy"] == os.path.getsize(os.path.join(model, "vectors.npy"))
+    assert d["bytes"] == sum(d["files"].values())
+    assert cli_main("info", model) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"model {model}\n  sg, dim 8, {d['vocab_size']} words, 1 epoch\n")
+    assert "vectors.npy" in text and "window 5" in text
+
+    assert cli_main("info", work) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"workdir {os.path.abspath(work)}: counted ")
+    assert "1 input, 3,600 tokens, 300 sentences" in text and "min-count 1" in text
+
+    unfinished = tmp_path / "run"
+    unfinished.mkdir()
+    settings = json.load(open(os.path.join(model, "model.json")))["settings"]
+    (unfinished / "run.json").write_text(json.dumps(
+        {"format": "bigw2v-run", "version": 1, "settings": settings, "workdir": work,
+         "vocab_size": 77, "started": "2026-01-01T00:00:00+00:00"}))
+    assert cli_main("info", unfinished) == 0
+    assert capsys.readouterr().out.startswith(
+        f"unfinished run {unfinished}: started 2026-01-01T00:00:00+00:00, no checkpoint yet")
+
+    assert cli_main("info", tmp_path / "latest" / "vectors.npy") == 66
+    assert cli_main("info", tmp_path) == 66
+    assert "holds no bigw2v model, run or count" in capsys.readouterr().err
+
+
+def test_similar_help_names_a_model_directory_or_a_file(capsys):
+    assert cli_main("similar", "--help") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: bigw2v similar") and " MODEL WORD" in out
+    assert "MODELDIR" not in out and ".bin" in out and ".txt" in out
+
+
+def test_more_threads_than_cores_trains_on_the_cores_and_says_so(counted, tmp_path, caplog):
+    from bigw2v.settings import available_cores
+    root, work, _ = counted
+    info = bigw2v.train(work, str(tmp_path / "m"), dim=8, epochs=1, threads=999,
+                        progress=False)
+    assert info["settings"]["threads"] == available_cores()
+    assert f"--threads 999 is more than the {available_cores()} cores" in caplog.text
+
+
+def test_one_epoch_one_thread_and_an_up_to_date_count_read_plainly(counted, tmp_path, capsys):
+    root, work, _ = counted
+    assert cli_main("train", work, "-o", tmp_path / "m", *TINY) == 0
+    summary = capsys.readouterr().err
+    assert " x 1 epoch in " in summary and ", 1 thread)" in summary, summary
+    corpus = root / "corpus.txt"
+    assert cli_main("count", corpus, "-o", tmp_path / "w", "--min-count", "1", "-q") == 0
+    assert "counted 3.6k words (77 distinct) in 1 input in " in capsys.readouterr().err
+    assert cli_main("count", corpus, "-o", tmp_path / "w", "--min-count", "1", "-q") == 0
+    err = capsys.readouterr().err
+    assert err.startswith("nothing to count: 3.6k words (77 distinct) as counted ")
+    assert " in 0." not in err and " s;" not in err  # not the earlier run's time
+
+
+def test_the_terminal_bar_times_from_its_first_update():
+    """The first batch also loads the compiled kernels: it counts as progress, not in
+    the rate or the ETA."""
+    import io
+    from bigw2v.progress import Bar
+    now = [0.0]
+    bar = Bar(total=100, file=io.StringIO(), mininterval=0, smoothing=0.1, unit="word")
+    bar._time = lambda: now[0]
+    bar.start_t = bar.last_print_t = 0.0
+    now[0] = 10.0  # a first batch of 10 words that took 10 s, mostly compiling
+    bar.update(10)
+    assert bar.n == 10 and bar.format_dict["rate"] is None
+    now[0] = 11.0
+    bar.update(10)
+    assert bar.format_dict["rate"] == pytest.approx(10.0)  # 10 words in the 1 s since
+    assert "00:08" in bar.__str__()  # 80 words left at 10 words/s
+
+
+def test_without_a_terminal_progress_is_a_log_line_every_few_seconds(counted, tmp_path):
+    from bigw2v.progress import LogLines
+    now = [0.0]
+    lines = LogLines(1000, "train sg", "word", every=30, clock=lambda: now[0])
+    for t in range(1, 101):  # a batch of 10 words a second; the first one times nothing
+        now[0] = float(t)
+        lines.update(10)
+        lines.set_postfix_str(f"epoch 1/1 batch {t}")
+    lines.close()
+    assert lines.lines == 4  # at 31, 61, 91 s, and the end
+    assert lines.line(100.0) == "train sg: 100% (1.00k words of 1.00k words), 10.0 words/s, " \
+                                "epoch 1/1 batch 100"
+    # Through the command, stderr a pipe: lines, no carriage returns.
+    r = run("count", root_corpus(counted), "-o", tmp_path / "w", "--min-count", "1",
+            env={"BIGW2V_PROGRESS_SECONDS": "0"})
+    assert r.returncode == 0 and "\r" not in r.stderr
+    assert "bigw2v count: count: 100% (16.8kB of 16.8kB)\n" in r.stderr, r.stderr
+
+
+def root_corpus(counted):
+    return counted[0] / "corpus.txt"
+
+
+def test_malformed_lines_of_evaluation_files_are_counted(counted, tmp_path, caplog):
+    root, _, model = counted
+    questions = tmp_path / "q.txt"
+    questions.write_text(": s\nt0w0 t0w1 t1w0 t1w1\nnot a question\n\nt0w0 t0w1\n")
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("# comment\nword1\tword2\tscore\nt0w0\tt0w1\t5\nt0w0\tt1w0\tx\n")
+    vectors = bigw2v.load(model)
+    result = bigw2v.evaluate_analogies(vectors, str(questions))
+    assert result["malformed_lines"] == 2 and result["total"]["questions"] == 1
+    assert f"{questions}: skipped 2 malformed lines" in caplog.text and "lines 3, 5" in caplog.text
+    assert bigw2v.evaluate_pairs(vectors, str(pairs))["malformed_lines"] == 2
+    assert f"{pairs}: skipped 2 malformed lines" in caplog.text and "lines 2, 4" in caplog.text

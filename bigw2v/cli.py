@@ -192,6 +192,10 @@ def build_parser():
                         "node can read")
     g.add_argument("--nodes", type=_positive_int, default=None,
                    help="nodes to train on (default: every node of the cluster)")
+    g.add_argument("--sync-mode", choices=("changed", "average"), default=None,
+                   help="combine the nodes' rows: move each row by the mean change of the "
+                        "nodes that changed it since its last sync (default), or average "
+                        "the rows (pWord2Vec's way)")
     g.add_argument("--sync-words", type=_positive_int, default=None,
                    help=f"words a node trains between two averagings (default {RAY_SYNC_WORDS:,})")
     g.add_argument("--hot-rows", type=_nonnegative_int, default=None,
@@ -331,9 +335,11 @@ def cmd_train(args):
     ray_sync = None
     if args.ray is not None:
         from .ray_train import SyncSettings
-        sync = {name: getattr(args, name) for name in ("nodes", "sync_words", "hot_rows",
-                                                       "full_sync_every")
+        sync = {name: getattr(args, name) for name in ("nodes", "sync_mode", "sync_words",
+                                                       "hot_rows", "full_sync_every")
                 if getattr(args, name) is not None}
+        if "sync_mode" in sync:
+            sync["mode"] = sync.pop("sync_mode")
         ray_sync = SyncSettings(**sync)
     info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
                  force=args.force, init_from=args.init_from,

@@ -1,4 +1,4 @@
-"""Pass 2 on a Ray cluster: one actor per node, Hogwild inside, hot rows averaged often.
+"""Pass 2 on a Ray cluster: one actor per node, Hogwild inside, hot rows synced often.
 
 Each node runs one ``NodeTrainer`` actor with all its cores. The actor
 encodes the corpus itself from the counted inputs (URIs or paths every node
@@ -8,14 +8,18 @@ c mod N, so each node sees the whole corpus's mix, and the learning rate,
 computed by the kernel from a sentence's global position, follows the global
 word count as on one machine.
 
-Nodes keep their own copy of both weight matrices and average them on a
+Nodes keep their own copy of both weight matrices and combine them on a
 schedule after Intel's pWord2Vec (Ji et al.): training runs in rounds of
 about ``sync_words`` words per node; after every round the ``hot_rows`` most
 frequent rows (rows 0..K-1: the vocabulary is sorted by count) of the input
-and output matrices are averaged over the nodes, twice as many after every
+and output matrices are combined over the nodes, twice as many after every
 second round, four times after every fourth, and so on, and every
 ``full_sync_every`` rounds (and at each epoch's end) all rows are. The
-driver does the averaging through the object store, one round trip a round.
+driver combines them through the object store, one round trip a round.
+A row moves by the mean change of the nodes that changed it since its last
+sync (``sync_mode`` "changed", the default), or to the mean of the nodes'
+rows (pWord2Vec's "average", which gives a row trained by one node only 1/N
+of its change); both are measured in docs/benchmarks.md.
 
 The driver keeps the model directory as on one machine: at every full sync
 it writes the averaged weights into MODELDIR's weight files and, when due, a
@@ -42,6 +46,7 @@ from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS
 log = logging.getLogger("bigw2v")
 
 ACTOR_RESTARTS = 3       # a dead actor is started again this many times in a run
+SYNC_MODES = ("changed", "average")
 
 
 @dataclass
@@ -49,6 +54,7 @@ class SyncSettings:
     """How the nodes train and average (recorded in model.json)."""
 
     nodes: int | None = None           # None: every node of the cluster
+    mode: str = "changed"              # how rows are combined: see _combine
     sync_words: int = RAY_SYNC_WORDS
     hot_rows: int = RAY_HOT_ROWS
     full_sync_every: int = RAY_FULL_SYNC_EVERY
@@ -57,6 +63,9 @@ class SyncSettings:
         for name in ("sync_words", "full_sync_every"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.mode not in SYNC_MODES:
+            raise UsageError(f"--sync-mode must be one of {', '.join(SYNC_MODES)}, "
+                             f"not {self.mode!r}")
         if self.hot_rows < 0 or (self.nodes is not None and self.nodes < 1):
             raise UsageError("--hot-rows must be 0 or more and --nodes at least 1")
         return self
@@ -297,8 +306,8 @@ def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk
             p.loss_terms += totals.terms
             p.trained_words += totals.trained
         received = sum(m.nbytes for m in rounds.averaged.values()) * nodes.count
-        rounds.averaged = {name: np.mean([sent[name] for _, sent, _ in results], axis=0,
-                                         dtype=np.float32) for name in results[0][1]}
+        rounds.averaged = {name: _combine(mats[name], [sent[name] for _, sent, _ in results],
+                                          sync.mode) for name in results[0][1]}
         rounds.bytes += received + sum(m.nbytes for _, sent, _ in results
                                        for m in sent.values())
         rounds.rows = send
@@ -328,10 +337,30 @@ def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk
             return
 
 
+def _combine(synced, node_rows, mode):
+    """The nodes' first rows combined into ``synced`` (MODELDIR's copy); returns them.
+
+    ``synced`` holds the rows as of their last sync. "changed": each row moves
+    by the mean change of the nodes that changed it, so a rare word trained on
+    one node keeps all of its change; "average" (pWord2Vec's): the mean of the
+    nodes' rows, which gives such a row only 1/N of its change. (Summing the
+    changes, as Hogwild threads do on one machine, overshot: the nodes' changes
+    to a hot row are made without seeing each other's for a whole round.)
+    """
+    rows = node_rows[0].shape[0]
+    if mode == "average":
+        combined = np.mean(node_rows, axis=0, dtype=np.float32)
+    else:  # the mean change of the nodes that changed the row
+        base = np.asarray(synced[:rows])
+        changes = np.stack([r - base for r in node_rows])
+        changed = np.any(changes != 0, axis=2).sum(axis=0).astype(np.float32)
+        combined = base + changes.sum(axis=0, dtype=np.float32) / np.maximum(changed, 1)[:, None]
+    synced[:rows] = combined
+    return combined
+
+
 def _full_sync(nodes, mats, rounds):
-    """The averaged model into MODELDIR's weight files, and back to every node."""
-    for name, matrix in rounds.averaged.items():
-        mats[name][...] = matrix
+    """Every node starts again from the combined model (``_combine`` wrote it into MODELDIR)."""
     nodes.broadcast(mats)
 
 
@@ -365,6 +394,7 @@ def run(session, workdir, words, counts, figures):
         p.train_seconds = saver.train_seconds(time.time())
         r = nodes.rounds
         session.run["ray"] = {"nodes": nodes.count, "cores_per_node": nodes.cpus,
+                              "sync_mode": sync.mode,
                               "sync_words": sync.sync_words, "hot_rows": sync.hot_rows,
                               "full_sync_every": sync.full_sync_every,
                               "actor_restarts": nodes.restarts, "rounds": r.count,

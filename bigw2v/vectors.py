@@ -332,6 +332,8 @@ def load(path, mmap=True, limit=None):
     if not os.path.exists(path):
         raise MissingInputError(f"{path} does not exist (a bigw2v model directory or a "
                                 "vectors file was expected)")
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe: read once, as a word2vec stream
+        return load_word2vec_format(path, limit=limit)
     try:
         with open(path, "rb") as f:
             head = f.read(4)

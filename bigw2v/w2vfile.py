@@ -20,6 +20,7 @@ file stops making sense.
 """
 
 import os
+import stat
 import sys
 
 import numpy as np
@@ -56,7 +57,7 @@ def sniff_compression(head):
 def open_stream(path):
     """(binary stream of the file's decompressed content, compression name or None)."""
     try:
-        raw = open(path, "rb", buffering=0)
+        raw = open(path, "rb")  # buffered: peek() works on pipes too
     except FileNotFoundError:
         raise MissingInputError(f"{path} does not exist") from None
     except IsADirectoryError:
@@ -64,8 +65,7 @@ def open_stream(path):
     except OSError as e:
         raise InputDataError(f"cannot read {path}: {e.strerror or e}") from None
     try:
-        head = raw.read(16)
-        raw.seek(0)
+        head = raw.peek(16)[:16]
         compression = sniff_compression(head)
         if compression is None:
             return raw, None
@@ -242,9 +242,12 @@ class Word2VecReader:
         if self.compression is not None:
             return
         try:
-            size = os.fstat(self.stream.fileno()).st_size
+            st = os.fstat(self.stream.fileno())
         except (OSError, AttributeError, ValueError):
             return
+        if not stat.S_ISREG(st.st_mode):  # a pipe: its size is unknown
+            return
+        size = st.st_size
         # The smallest record: an (empty) word and a space, then 4*DIM bytes
         # (binary) or DIM one-character numbers, each after a separator (text).
         smallest = 4 * self.dim + 1 if self.binary else 2 * self.dim + 2

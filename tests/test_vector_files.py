@@ -438,3 +438,22 @@ def test_export_targets(model, tmp_path):
     assert from_fifo == real.read_bytes()
     assert directory.returncode == 73 and "is a directory" in directory.stderr
     assert sorted(os.listdir(tmp_path)) == ["fifo", "link.bin", "real.bin"]  # no temp files
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_load_from_a_pipe(tmp_path, compress):
+    """A FIFO (or /dev/stdin) is read once, as a stream: no seek, no size check."""
+    v = random_vectors()
+    path = tmp_path / "v.bin"
+    save_word2vec_format(v, path)
+    if compress:
+        path.write_bytes(gzip.compress(path.read_bytes()))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat '{path}' > '{fifo}'"])
+    try:
+        back = load(str(fifo), limit=None)
+    finally:
+        writer.wait(timeout=60)
+    assert back.words == v.words
+    np.testing.assert_array_equal(back.vectors, v.vectors)

@@ -118,6 +118,12 @@ def build_parser():
                         "else the only string field)")
     p.add_argument("-o", "--output", required=True, metavar="WORKDIR",
                    help="directory for the counts (created if missing)")
+    p.add_argument("--normalize", choices=("none", "lower", "words"), default="none",
+                   help="lower: lower-case every word (Unicode too: Paris and PARIS are "
+                        "paris); words: also split words at punctuation and symbols "
+                        "(\"Paris,\" is paris, don't is don and t, digits and _ stay). "
+                        "Recorded in the workdir; train encodes the text the same way "
+                        "(default none: words as they are; docs/formats.md)")
     p.add_argument("--min-count", type=_positive_int, default=5,
                    help="smallest count a word needs to enter vocab.parquet (default 5)")
     p.add_argument("--threads", type=_positive_int, default=None,
@@ -305,7 +311,7 @@ def cmd_count(args):
     manifest = count(args.corpus, args.output, min_count=args.min_count,
                      threads=args.threads, progress=not args.quiet,
                      preflight=not args.no_preflight, text_column=args.text_column,
-                     text_field=args.text_field, ray=args.ray)
+                     text_field=args.text_field, ray=args.ray, normalize=args.normalize)
     if args.json:
         print(json.dumps(manifest, indent=1))
     t = manifest["totals"]

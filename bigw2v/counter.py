@@ -52,6 +52,7 @@ from .pool import ordered_map
 from .progress import progress_bar
 from .runs import (PARTITIONS, RunWriter, WrittenRuns, group_key, merge_runs,
                          read_group_records, reusable_groups, sort_vocab, write_group_record)
+from .normalize import check_mode
 from .settings import threads_to_use
 from .wordtable import WordTable
 from .workdir import (COUNT_FORMAT, COUNT_VERSION, MANIFEST_NAME, RUNS_DIR, VOCAB_NAME,
@@ -147,10 +148,11 @@ class Counters:
     A table that passes ``spill_words // threads`` distinct words is spilled
     as a run right away, which bounds memory at about ``spill_words`` words
     (``WordTable`` costs about 40 bytes a word plus the words' bytes) plus
-    ``2 * threads`` blocks of text in flight.
+    ``2 * threads`` blocks of text in flight. ``normalize``: the tables
+    normalise the text (``normalize.py``; one more block of memory a table).
     """
 
-    def __init__(self, threads: int, spill_words: int):
+    def __init__(self, threads: int, spill_words: int, normalize: str | None = None):
         self.threads = threads
         self.spill_at = max(1, spill_words // threads)
         self._free: queue.SimpleQueue = queue.SimpleQueue()
@@ -159,7 +161,8 @@ class Counters:
         # the first blocks are counted. Bigger vocabularies grow from there.
         rows = min(self.spill_at, INITIAL_TABLE_ROWS)
         for _ in range(threads):
-            self._free.put(WordTable(rows=rows, arena_bytes=8 * rows))
+            self._free.put(WordTable(rows=rows, arena_bytes=8 * rows,
+                                     normalize=normalize))
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="count") if threads > 1 else None
 
     def _count(self, pieces: list[bytes], runs: RunWriter) -> list[tuple[int, LineTally]]:
@@ -278,12 +281,14 @@ def count_group(inputs: list[corpus_io.InputFile], runs_root: str, *, partitions
     this thread; ``spill_words`` applies only then). ``on_bytes(n)`` is told
     the raw bytes of the group's files read so far, for progress.
     ``written`` keeps the run tables in memory for ``merge_runs``.
-    ``source_options`` (text column and field the inputs were expanded with)
-    are recorded with the runs: runs of other columns are not reused.
+    ``source_options`` (text column and field the inputs were expanded with,
+    the normalisation) are recorded with the runs: runs of other columns or
+    another normalisation are not reused; the tables ``counters`` gives must
+    normalise as ``source_options["normalize"]`` says.
     """
     own = counters is None
     if own:
-        counters = Counters(1, spill_words)
+        counters = Counters(1, spill_words, (source_options or {}).get("normalize"))
     run_dir = os.path.join(runs_root, group_key([inp.path for inp in inputs]))
     shutil.rmtree(run_dir, ignore_errors=True)
     runs = RunWriter(run_dir, partitions, written, writers=counters.threads)
@@ -324,6 +329,7 @@ class CountSettings:
     small_input_bytes: int = SMALL_INPUT_BYTES
     text_column: str | None = None    # Parquet / Arrow inputs (records.py; None: default rule)
     text_field: str | None = None     # JSON Lines inputs
+    normalize: str | None = None      # None, "lower" or "words" (normalize.py)
 
     def checked(self) -> "CountSettings":
         lows = {"min_count": 1, "threads": 1, "spill_words": 1, "partitions": 1,
@@ -342,11 +348,15 @@ class CountSettings:
             if values[name] is not None and (not isinstance(values[name], str)
                                              or not values[name]):
                 raise UsageError(f"{name.replace('_', '-')} must be a name, not {values[name]!r}")
+        values["normalize"] = check_mode(values["normalize"])
         return CountSettings(**values)
 
     def source_options(self) -> dict:
-        """How the text of record inputs is found: recorded with runs and the manifest."""
-        return {"text_column": self.text_column, "text_field": self.text_field}
+        """How the words are found in the inputs: the text column or field of record
+        inputs, the normalisation. Recorded with runs and in the manifest; None is the
+        default (and not written into a run's record, so older runs stay reusable)."""
+        return {"text_column": self.text_column, "text_field": self.text_field,
+                "normalize": self.normalize}
 
 
 class CountPlan(NamedTuple):
@@ -368,12 +378,15 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
           progress: bool = True, spill_words: int = SPILL_WORDS, partitions: int = PARTITIONS,
           block_bytes: int = corpus_io.BLOCK_BYTES, small_input_bytes: int = SMALL_INPUT_BYTES,
           preflight: bool = True, text_column: str | None = None,
-          text_field: str | None = None, ray: str | bool | None = None) -> dict:
+          text_field: str | None = None, ray: str | bool | None = None,
+          normalize: str | None = None) -> dict:
     """Count every word of the corpus into ``workdir``; return the manifest.
 
     ``corpus``: files, directories, URIs or ``-`` (see ``corpus.expand_inputs``);
     ``text_column`` / ``text_field``: the text of Parquet or Arrow / JSON Lines
     inputs (default: the one named ``text``, else the only string one).
+    ``normalize``: None (words as they are), "lower" or "words" (``normalize.py``);
+    recorded in the manifest, and ``train``'s encoding applies it too.
     ``ray``: count on a Ray cluster (``ray_count.py``): its address as
     ``ray.init`` takes it (``"auto"``, ``"ray://host:10001"``), or True to
     start a local one; None counts on this machine's threads.
@@ -384,7 +397,7 @@ def count(corpus: str | list[str], workdir: str, min_count: int = 5, threads: in
     disk cannot hold the counts (``preflight.check_count``).
     """
     settings = CountSettings(min_count, threads, spill_words, partitions, block_bytes,
-                             small_input_bytes, text_column, text_field).checked()
+                             small_input_bytes, text_column, text_field, normalize).checked()
     inputs = corpus_io.expand_inputs(corpus, text_column, text_field)
     if any(inp.path == "-" for inp in inputs):
         log.warning("counting standard input: `bigw2v train` reads the text again and cannot "
@@ -479,7 +492,7 @@ class LocalEngine:
         """Count every group into its runs; {path: record} of their inputs."""
         # As many words as the counting tables may hold: memory stays within the same bound.
         self.written = WrittenRuns(settings.spill_words)
-        counters = Counters(settings.threads, settings.spill_words)
+        counters = Counters(settings.threads, settings.spill_words, settings.normalize)
         counted = {}
         try:
             for group in groups:

@@ -131,6 +131,9 @@ def encoding_key(words, manifest):
     for inp in manifest["inputs"]:
         h.update(("%s\t%d\t%d\n" % (inp["path"], inp["size"], inp["mtime_ns"])).encode())
     h.update(b"\x00")
+    normalize = manifest.get("settings", {}).get("normalize")
+    if normalize:  # (only then: encodings made before normalisation existed keep their keys)
+        h.update(b"normalize %s\x00" % normalize.encode())
     # One update of the words joined (each followed by LF): the same bytes as word by
     # word, so the same keys as before, at a tenth of the time.
     if len(words):
@@ -231,18 +234,21 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
         return EncodedCorpus(directory), True
     inputs = _input_files(manifest, workdir)
     return encode_slice(inputs, words, directory, n_tokens, threads=threads, progress=progress,
-                        block_bytes=block_bytes, key=key, recount_hint=workdir), False
+                        block_bytes=block_bytes, key=key, recount_hint=workdir,
+                        normalize=manifest["settings"].get("normalize")), False
 
 
 def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
-                 block_bytes=corpus.BLOCK_BYTES, key=None, recount_hint=None):
+                 block_bytes=corpus.BLOCK_BYTES, key=None, recount_hint=None, normalize=None):
     """Encode ``inputs`` (a slice of the corpus, or all of it) into ``directory``.
 
     The unit an engine runs per slice, with explicit state: the inputs
     (``corpus.InputFile``), the vocabulary ``words`` and ``n_tokens``, the
     number of their tokens that are in it (the token file is preallocated to
     exactly that). ``recount_hint`` names the workdir in the error when the
-    text disagrees with that number. Returns the ``EncodedCorpus``.
+    text disagrees with that number. ``normalize``: the count's normalisation
+    (count.json's ``settings.normalize``), applied to the text the same way.
+    Returns the ``EncodedCorpus``.
     """
     where = f" on {recount_hint}" if recount_hint else ""
     shutil.rmtree(directory, ignore_errors=True)
@@ -256,7 +262,7 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
         raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     started = time.time()
     try:
-        position = _write_tokens(inputs, WordTable.from_words(words), tokens, sentences,
+        position = _write_tokens(inputs, WordTable.from_words(words, normalize), tokens, sentences,
                                  threads, progress, block_bytes, where)
     except BaseException:
         sentences.close()
@@ -274,6 +280,7 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
     meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key,
             "tokens": n_tokens, "sentences": n_sentences,
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
+            "normalize": normalize,
             "seconds": round(time.time() - started, 3)}
     write_json(os.path.join(directory, ENCODED_META), meta)
     return EncodedCorpus(directory)

@@ -95,7 +95,7 @@ def count_group_tables(inputs, partitions, spill_words, block_bytes, threads,
     """
     _hold_for_tests()
     with tempfile.TemporaryDirectory(prefix="bigw2v-count-") as scratch:
-        counters = Counters(threads, spill_words)
+        counters = Counters(threads, spill_words, source_options.get("normalize"))
         try:
             records = count_group(inputs, scratch, partitions=partitions,
                                   block_bytes=block_bytes, counters=counters,

@@ -99,7 +99,8 @@ class NodeTrainer:
             # one machine) may encode at once; the first rename wins, the rest reuse it.
             private = f"{directory}.{os.getpid()}.tmp"
             encode_slice(_input_files(manifest, workdir), words, private, int(counts.sum()),
-                         threads=threads, progress=False, key=key)
+                         threads=threads, progress=False, key=key,
+                         normalize=manifest["settings"].get("normalize"))
             try:
                 os.rename(private, directory)
             except OSError:

@@ -466,6 +466,7 @@ def _prepare_corpus(workdir, session):
         session.run = {"format": RUN_FORMAT, "version": RUN_VERSION,
                        "settings": {**s.to_dict(), "min_count": min_count},
                        "encoding_key": key, "workdir": os.path.abspath(workdir),
+                       "normalize": manifest["settings"].get("normalize"),
                        "init_from": session.options.init_from, "vocab_size": len(words),
                        "corpus_tokens": int(counts.sum()),
                        "started": _now()}
@@ -684,6 +685,7 @@ def _finish(session, mats, words, counts, p, figures):
         "settings": {**run["settings"], "threads": s.threads},
         "figures": _figures(p, n_tokens, s, figures),
         "workdir": run["workdir"],
+        "normalize": run.get("normalize"),
         "init_from": run.get("init_from"),
         "warm_start": run.get("warm_start"),
         **({"ray": run["ray"]} if run.get("ray") else {}),

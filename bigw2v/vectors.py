@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import stat
+import string
 import sys
 
 import numpy as np
@@ -49,9 +50,13 @@ class UnknownWordError(InputDataError, KeyError):
     Also a KeyError so that dict-like code (``try: v[w] except KeyError``) works.
     """
 
-    def __init__(self, word):
-        super().__init__(f"word {word!r} is not in the vocabulary")
+    def __init__(self, word, suggestions=()):
+        message = f"word {word!r} is not in the vocabulary"
+        if suggestions:
+            message += f"; did you mean {' or '.join(map(repr, suggestions))}?"
+        super().__init__(message)
         self.word = word
+        self.suggestions = list(suggestions)
 
     # KeyError.__str__ would repr() the message and add quotes around it.
     def __str__(self):
@@ -138,11 +143,31 @@ class Vectors:
         return f"Vectors({len(self)} words, dim {self.dim})"
 
     def index(self, word):
-        """Row number of `word`; UnknownWordError if it is not in the vocabulary."""
+        """Row number of `word`; UnknownWordError if it is not in the vocabulary.
+
+        The error suggests the spellings the vocabulary has (``spellings_of``):
+        'Paris' in a model of lower-cased text (count --normalize) is 'paris'.
+        """
         try:
             return self.word_to_index[word]
         except KeyError:
-            raise UnknownWordError(word) from None
+            raise UnknownWordError(word, self.spellings_of(word)) from None
+
+    def spellings_of(self, word, limit=3):
+        """Up to `limit` words that differ from `word` only in case or in punctuation at
+        their ends, most frequent first (for a query that missed: scans the vocabulary)."""
+        def folded(w):
+            return w.strip(string.punctuation + "\u2018\u2019\u201c\u201d").casefold()
+
+        key = folded(word)
+        if not key:
+            return []
+        found = {w for w in (key, word.lower(), word.capitalize(), word.title(), word.upper())
+                 if w in self.word_to_index}
+        if not found:
+            found = {w for w in self.words if folded(w) == key}
+        found.discard(word)
+        return sorted(found, key=self.word_to_index.get)[:limit]
 
     def __getitem__(self, word):
         return self.vectors[self.index(word)]

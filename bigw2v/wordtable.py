@@ -48,7 +48,7 @@ from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-from . import corpus
+from . import corpus, normalize
 from .prefetch import prefetch
 
 KEY_BYTES = corpus.MAX_WORD_BYTES + 1
@@ -87,6 +87,24 @@ def _load8(typingctx, data, i):
         return builder.bswap(value) if sys.byteorder == "big" else value
 
     return types.uint64(data, i), codegen
+
+
+@intrinsic
+def _store8(typingctx, data, i, value):
+    """data[i:i+8] = value's 8 bytes, little-endian (uint8, C-contiguous); caller checks bounds."""
+    if not (isinstance(data, types.Array) and data.dtype == types.uint8 and data.ndim == 1
+            and data.layout == "C" and data.mutable):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        address = builder.bitcast(builder.gep(array.data, [index]), ir.IntType(64).as_pointer())
+        value = context.cast(builder, args[2], signature.args[2], types.uint64)
+        builder.store(builder.bswap(value) if sys.byteorder == "big" else value, address, align=1)
+        return context.get_dummy_value()
+
+    return types.void(data, i, value), codegen
 
 
 @njit(cache=True, inline="always")
@@ -290,6 +308,115 @@ def is_utf8(data, start, stop):
     return True
 
 
+# ---------------------------------------------------------------- normalisation (normalize.py)
+
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_CASE = np.uint64(0x2020202020202020)
+_UNDERSCORES = _ONES * np.uint64(0x5F)
+
+
+@njit(cache=True, inline="always")
+def _ascii_between(x, lo, hi):
+    """The high bit of each byte of x in lo..hi; x's bytes must all be below 0x80."""
+    return (x + _ONES * _U64(0x80 - lo)) & ~(x + _ONES * _U64(0x7F - hi)) & _HIGHS
+
+
+@njit(cache=True, inline="always")
+def _equal_bytes(x, pattern):
+    """The high bit of each byte of x equal to pattern's byte (exact for every byte)."""
+    t = x ^ pattern
+    return ~(((t & _LOW7) + _LOW7) | t | _LOW7)
+
+
+@njit(cache=True, inline="always")
+def _separator_length(block, i, n, two, three_rows, three):
+    """How many bytes of the multi-byte separator at block[i] (0: none)."""
+    c = block[i]
+    if c < 0xE0:
+        if c >= 0xC0 and i + 1 < n:
+            b1 = block[i + 1]
+            if 0x80 <= b1 <= 0xBF and two[c - 0xC0, b1 - 0x80]:
+                return 2
+        return 0
+    if c < 0xF0 and i + 2 < n:
+        b1 = block[i + 1]
+        b2 = block[i + 2]
+        if 0x80 <= b1 <= 0xBF and 0x80 <= b2 <= 0xBF:
+            row = three_rows[c - 0xE0, b1 - 0x80]
+            if row >= 0 and three[row, b2 - 0x80]:
+                return 3
+    return 0
+
+
+@njit(nogil=True, cache=True)
+def normalize_block(block, out, words, classes, two, three_rows, three):
+    """out[:n] = the n bytes of ``block`` normalised (``normalize.py``): same length and LFs.
+
+    ASCII capitals become small letters; with ``words``, every separator byte
+    (``normalize.kernel_tables``) becomes a space, so the counting and
+    encoding kernels then cut words as always. Eight ASCII bytes at a time;
+    a chunk holding a non-ASCII byte (``words``) and the block's tail byte by byte.
+    """
+    n = block.shape[0]
+    i = 0
+    while i < n:
+        if i + 8 <= n:
+            x = _load8(block, i)
+            if not words:
+                upper = _ascii_between(x & _LOW7, 0x41, 0x5A) & ~x
+                _store8(out, i, x | (upper >> _U64(2)))
+                i += 8
+                continue
+            if x & _HIGHS == 0:
+                keep = (_ascii_between(x | _CASE, 0x61, 0x7A) | _ascii_between(x, 0x30, 0x39)
+                        | _equal_bytes(x, _UNDERSCORES) | _equal_bytes(x, _LFS))
+                spaces = ((~keep & _HIGHS) >> _U64(7)) * _U64(0xFF)
+                upper = _ascii_between(x, 0x41, 0x5A)
+                _store8(out, i, ((x | (upper >> _U64(2))) & ~spaces) | (_SPACES & spaces))
+                i += 8
+                continue
+            stop = i + 8
+        else:
+            stop = n
+        while i < stop:  # a multi-byte separator may reach past stop
+            c = block[i]
+            kind = classes[c]
+            if kind == 1:
+                out[i] = c + 32
+            elif kind == 2:
+                out[i] = _SPACE
+            elif kind == 4:
+                length = _separator_length(block, i, n, two, three_rows, three)
+                if length > 0:
+                    for k in range(length):
+                        out[i + k] = _SPACE
+                    i += length
+                    continue
+                out[i] = c
+            else:
+                out[i] = c
+            i += 1
+
+
+_NORMALIZE_TABLES = {}
+
+
+def normalized(data, mode, buffer=None):
+    """(``data`` normalised by ``mode`` as a read-only view, the buffer holding it).
+
+    ``buffer`` (uint8) is reused when it is large enough: one per counting table.
+    """
+    if mode not in _NORMALIZE_TABLES:
+        _NORMALIZE_TABLES[mode] = normalize.kernel_tables(mode)
+    n = data.shape[0]
+    if buffer is None or buffer.shape[0] < n:
+        buffer = np.empty(max(n, 16), np.uint8)
+    normalize_block(data, buffer, mode == "words", *_NORMALIZE_TABLES[mode])
+    view = buffer[:n]
+    view.flags.writeable = False  # the one array type the kernels are compiled for
+    return view, buffer
+
+
 # ---------------------------------------------------------------- kernels
 
 
@@ -491,15 +618,17 @@ ENCODE_STATE_SIZE = 4
 
 
 @njit(nogil=True, cache=True)
-def encode_words(block, slots, hashes, offsets, arena, ids, line_ends, unresolved, state):
+def encode_words(block, slots, hashes, offsets, arena, ids, line_ends, unresolved, state,
+                 ascii_only=False):
     """Replace the words of ``block`` by their rows, from byte ``state[_E_POS]``.
 
     ``ids`` (uint32, at least one slot per possible word: ``len(block) // 2 + 1``)
     receives the rows of the words in the table; others are dropped. Line
     ends go to ``line_ends`` (int64, one per LF): how many ids precede each LF.
     A word not found whose canonical form may differ from its bytes (longer
-    than MAX_WORD_BYTES, or not well-formed UTF-8) gets the placeholder
-    UNRESOLVED, and a row (id position, start, stop) in ``unresolved``
+    than MAX_WORD_BYTES, or not well-formed UTF-8; with ``ascii_only``, for
+    normalised text, any word with a non-ASCII byte: only Python lower-cases
+    it) gets the placeholder UNRESOLVED, and a row (id position, start, stop) in ``unresolved``
     (int64 [k, 3]) for the caller to look up canonically. Returns True when
     the block is done, False when ``unresolved`` is full: the caller takes
     its rows and calls again with the same ``state`` (counts of ids, line
@@ -528,7 +657,8 @@ def encode_words(block, slots, hashes, offsets, arena, ids, line_ends, unresolve
         if row >= 0:
             ids[n_ids] = row
             n_ids += 1
-        elif i - start > max_bytes or not is_utf8(block, start, i):
+        elif i - start > max_bytes or not (is_ascii(block, start, i) if ascii_only
+                                           else is_utf8(block, start, i)):
             if n_unresolved == unresolved.shape[0]:
                 i = start
                 done = False
@@ -582,6 +712,26 @@ def _build(offsets, arena, n_words):
     return slots, hashes, n_words
 
 
+@njit(cache=True, inline="always")
+def is_ascii(data, start, stop):
+    """Whether data[start:stop] (uint8) is all ASCII."""
+    for i in range(start, stop):
+        if data[i] >= 0x80:
+            return False
+    return True
+
+
+@njit(cache=True)
+def ascii_key_flags(offsets, arena, n_words):
+    """``key_flags`` of a normalising table: 1 if a row's key is ASCII of at most MAX_WORD_BYTES."""
+    plain = np.empty(n_words, np.uint8)
+    for row in range(n_words):
+        lo = offsets[row]
+        hi = offsets[row + 1]
+        plain[row] = hi - lo <= KEY_BYTES - 1 and is_ascii(arena, lo, hi)
+    return plain
+
+
 @njit(cache=True)
 def key_flags(offsets, arena, n_words):
     """Per row: 1 if its key is its canonical UTF-8 (at most MAX_WORD_BYTES, well-formed), else 0."""
@@ -621,9 +771,14 @@ class WordTable:
 
     Not thread-safe for writing: give each counting thread its own table.
     A table filled by ``from_words`` is only read and can be shared.
+    ``normalize`` (None, "lower" or "words", ``normalize.py``): the blocks
+    are normalised first (``normalize_block``), and keys then stand for the
+    normalised words.
     """
 
-    def __init__(self, rows: int = 1 << 12, arena_bytes: int = 1 << 16):
+    def __init__(self, rows: int = 1 << 12, arena_bytes: int = 1 << 16,
+                 normalize: str | None = None):
+        self._set_normalize(normalize)
         capacity = 16
         while capacity < 2 * rows:
             capacity *= 2
@@ -638,6 +793,12 @@ class WordTable:
         self.found_lengths = np.empty(SEGMENT_WORDS, np.int64)
         self.found_hashes = np.empty(SEGMENT_WORDS, np.uint64)
 
+    def _set_normalize(self, mode):
+        self.normalize = normalize.check_mode(mode)
+        # A key's word: the canonical string, lower-cased when normalising.
+        self.word_string = normalize.word_string if self.normalize else corpus.canonical_word
+        self._normalized = None  # the buffer of the last normalised block (counting)
+
     # -- counting
 
     def count_block(self, block) -> tuple[int, bool, int, bool, bool]:
@@ -646,6 +807,8 @@ class WordTable:
         The line edges are those of ``counter.LineTally``.
         """
         data = _as_uint8(block)
+        if self.normalize:
+            data, self._normalized = normalized(data, self.normalize, self._normalized)
         state = np.zeros(STATE_SIZE, np.int64)
         state[_N_WORDS] = self.n_words
         while not count_words(data, self.slots, self.hashes, self.offsets, self.arena, self.counts,
@@ -712,14 +875,15 @@ class WordTable:
         words = self.keys().cast(pa.large_string(), safe=False)
         counts = self.counts[:n].copy()
         hashes = self.hashes[:n].copy()
-        plain = key_flags(self.offsets, self.arena, n).view(bool)
+        flags = ascii_key_flags if self.normalize else key_flags
+        plain = flags(self.offsets, self.arena, n).view(bool)
         if plain.all():
             return words, counts, hashes
         odd_rows = np.flatnonzero(~plain)
         merged: dict[str, int] = {}
         raw = self.keys()
         for r in odd_rows.tolist():
-            word = corpus.canonical_word(raw[r].as_py())
+            word = self.word_string(raw[r].as_py())
             merged[word] = merged.get(word, 0) + int(counts[r])
         keep = np.flatnonzero(plain)
         clean_words = words.take(pa.array(keep))
@@ -751,11 +915,13 @@ class WordTable:
     # -- looking up
 
     @classmethod
-    def from_words(cls, words) -> "WordTable":
+    def from_words(cls, words, normalize: str | None = None) -> "WordTable":
         """A lookup table whose row i is ``words[i]`` (strings, or an Arrow string array).
 
         For ``find`` and ``encode_block`` only: it has no counts (nor counting
         scratch), so it cannot count. Raises ValueError on a repeated word.
+        ``normalize``: the blocks ``encode_block`` reads are normalised so
+        (the words must be normalised words).
         """
         if not isinstance(words, (pa.Array, pa.ChunkedArray)):
             words = pa.array(list(words), pa.large_string())
@@ -767,6 +933,7 @@ class WordTable:
         _, offset_buf, data_buf = words.buffers()
         n = len(words)
         table = cls.__new__(cls)
+        table._set_normalize(normalize)
         table.offsets = np.frombuffer(offset_buf, np.int64, n + 1).copy()
         table.arena = (np.frombuffer(data_buf, np.uint8, int(table.offsets[n])).copy()
                        if data_buf is not None else np.empty(0, np.uint8))
@@ -791,6 +958,8 @@ class WordTable:
         looked up by its canonical form, as counting stored it.
         """
         data = _as_uint8(block)
+        if self.normalize:  # a buffer per block: encoding threads share the table
+            data = normalized(data, self.normalize)[0]
         ids = np.empty(data.shape[0] // 2 + 1, np.uint32)
         newlines = block.count(b"\n") if isinstance(block, bytes) else int(count_newlines(data))
         line_ends = np.empty(newlines, np.int64)
@@ -799,7 +968,7 @@ class WordTable:
         state = np.zeros(ENCODE_STATE_SIZE, np.int64)
         while True:
             done = encode_words(data, self.slots, self.hashes, self.offsets, self.arena, ids,
-                                line_ends, unresolved, state)
+                                line_ends, unresolved, state, self.normalize is not None)
             found.append(unresolved[:state[_E_UNRESOLVED]].copy())
             if done:
                 break
@@ -808,9 +977,13 @@ class WordTable:
         ids = ids[:n_ids]
         line_ends = line_ends[:n_lines]
         if unresolved.shape[0]:
-            raw = bytes(data) if not isinstance(block, bytes) else block
+            raw = bytes(data) if not isinstance(block, bytes) or self.normalize else block
+            rows_of = {}  # the block's repeats are looked up once
             for pos, start, stop in unresolved.tolist():
-                row = self.find(corpus.canonical_word(raw[start:stop]).encode("utf-8"))
+                key = raw[start:stop]
+                row = rows_of.get(key)
+                if row is None:
+                    row = rows_of[key] = self.find(self.word_string(key).encode("utf-8"))
                 if row >= 0:
                     ids[pos] = row
             known = ids != UNRESOLVED
@@ -837,6 +1010,9 @@ def warm_up() -> None:
     lookup_table.encode_block(b"warm \xff up")
     lookup_table.encode_block(np.frombuffer(b"warm \xff up\n", np.uint8))
     lookup_table.find(b"up")
+    for mode in normalize.MODES:
+        WordTable(rows=1, arena_bytes=1, normalize=mode).count_block(b"Warm, up\n\xc2\xa0")
+        WordTable.from_words(["warm"], normalize=mode).encode_block(b"Warm, \xc3\x89t\xc3\xa9")
 
 
 def word_hash(word: bytes) -> np.uint64:

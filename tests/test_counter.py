@@ -161,7 +161,7 @@ def test_spilling_and_small_blocks_give_the_same_vocabulary(tmp_path):
     b = pq.read_table(tmp_path / "many" / "vocab.parquet")
     assert a.equals(b)
     assert manifest["settings"] == {"min_count": 2, "max_word_bytes": 1000, "partitions": 7,
-                                    "text_column": None, "text_field": None}
+                                    "text_column": None, "text_field": None, "normalize": None}
     shards = sorted(os.listdir(tmp_path / "many" / "shards"))
     assert 0 < len(shards) <= 7
     shard_rows = sum(pq.read_table(tmp_path / "many" / "shards" / s).num_rows for s in shards)

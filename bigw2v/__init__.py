@@ -27,6 +27,14 @@ def train(workdir, modeldir, settings=None, progress=True, **overrides):
     return _train(workdir, modeldir, settings, progress=progress, **overrides)
 
 
+def phrases(workdir, passes=2, threshold="200,100", min_count=5, **options):
+    """Join frequent word pairs of a counted workdir into phrases (word2phrase's scores,
+    exact counts); ``train`` then trains on the joined corpus. See ``bigw2v.phrases``."""
+    from .phrases import phrases as _phrases
+    return _phrases(workdir, passes=passes, threshold=threshold, min_count=min_count,
+                    **options)
+
+
 def publish(modeldir, link):
     """Point the symbolic link ``link`` at the finished model ``modeldir``, atomically."""
     # Importing the submodule binds this package's name `publish` to it: a module that

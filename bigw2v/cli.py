@@ -217,6 +217,36 @@ def build_parser():
     _add_output_flags(p)
 
     p = sub.add_parser(
+        "phrases", help="join frequent word pairs into phrases (word2phrase, exact counts)",
+        description="Find phrases in a counted WORKDIR as the C tool's word2phrase does "
+                    "(new york -> new_york; a second pass makes new_york_times), with exact "
+                    "pair counts in bounded memory. Writes WORKDIR/phrases.parquet and the "
+                    "joined corpus in WORKDIR/phrases/, which `train` then trains on "
+                    "(docs/formats.md). Finding no phrase is not an error.",
+        epilog=EPILOG_EXIT_CODES)
+    p.add_argument("workdir", metavar="WORKDIR", help="a workdir made by `bigw2v count`")
+    p.add_argument("--passes", type=_positive_int, default=2,
+                   help="passes, each on the previous one's joined tokens (default 2)")
+    p.add_argument("--threshold", default=None, metavar="T1,T2,...",
+                   help="score a pair must exceed, per pass (the last repeats; default "
+                        "200,100 for the default scorer, 0.5 for npmi)")
+    p.add_argument("--min-count", type=_positive_int, default=5,
+                   help="least count of a word and of a pair (default 5, word2phrase's)")
+    p.add_argument("--delimiter", default="_", help="joins the words of a phrase (default _)")
+    p.add_argument("--scorer", choices=("default", "npmi"), default="default",
+                   help="default: word2phrase's (n_ab - min_count) / n_a / n_b * "
+                        "train_words; npmi: normalised PMI in [-1, 1] (gensim's)")
+    p.add_argument("--connectors", default=None, metavar="en|FILE",
+                   help="words a phrase may hold but not start or end with (en: gensim 4's "
+                        "English connector words; FILE: one word a line); default none")
+    p.add_argument("--write-text", default=None, metavar="OUT",
+                   help="also write the joined corpus as text (a line per line, - for "
+                        "standard output)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads (default: all cores)")
+    _add_output_flags(p)
+
+    p = sub.add_parser(
         "publish", help="point a link at a finished model, atomically",
         description="Check that MODELDIR holds a finished model, then make LINK (a symbolic "
                     "link) point to it in one atomic rename: a reader following LINK sees "
@@ -360,6 +390,29 @@ def cmd_train(args):
           f"{f['train_seconds']:.1f} s{resumed} ({_human(f['words_per_second'])} words/s, "
           f"{plural(s['threads'], 'thread')}), final loss {f['final_loss']:.4f} -> {args.output}",
           file=sys.stderr)
+    if info.get("phrases"):
+        print(f"trained on phrase set {info['phrases']['phrase_set']} "
+              f"({info['phrases']['phrases']:,} phrases)", file=sys.stderr)
+
+
+def cmd_phrases(args):
+    from .phrases import phrases
+    threshold = args.threshold or ("0.5" if args.scorer == "npmi" else "200,100")
+    info = phrases(args.workdir, passes=args.passes, threshold=threshold,
+                   min_count=args.min_count, delimiter=args.delimiter, scorer=args.scorer,
+                   connectors=args.connectors, write_text=args.write_text,
+                   threads=args.threads, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    per_pass = ", ".join(f"pass {p['pass']} (> {p['threshold']:g}): {p['phrases']:,}"
+                         for p in info["passes"])
+    if info["phrases"] == 0:
+        print(f"no pair scored above the threshold: 0 phrases ({per_pass}); train will "
+              f"train on words", file=sys.stderr)
+    print(f"{info['phrases']:,} phrases ({per_pass}) in {info['figures']['seconds']:.1f} s; "
+          f"{_human(info['tokens'])} tokens after joining -> "
+          f"{os.path.join(args.workdir, 'phrases.parquet')} (phrase set "
+          f"{info['phrase_set']})", file=sys.stderr)
 
 
 def cmd_publish(args):
@@ -423,7 +476,8 @@ def cmd_eval(args):
         print(format_report(analogies, pairs))
 
 
-COMMANDS = {"count": cmd_count, "train": cmd_train, "publish": cmd_publish,
+COMMANDS = {"count": cmd_count, "train": cmd_train, "phrases": cmd_phrases,
+            "publish": cmd_publish,
             "similar": cmd_similar, "analogy": cmd_analogy, "export": cmd_export,
             "eval": cmd_eval, "info": cmd_info}
 

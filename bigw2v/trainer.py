@@ -449,10 +449,19 @@ def _prepare_corpus(workdir, session):
     """
     s = session.settings
     manifest = read_manifest(workdir)
-    all_words, all_counts = read_vocab(workdir)
+    # the joined corpus of `bigw2v phrases`, when it ran on this count
+    from .phrases import encode_phrased, in_use, phrased_key, read_phrased_vocab, summary
+    phrased = in_use(workdir, manifest)
+    all_words, all_counts = (read_phrased_vocab(workdir) if phrased
+                             else read_vocab(workdir))
     counted_min_count = int(manifest["settings"]["min_count"])
     words, counts, min_count = select_vocab(all_words, all_counts, counted_min_count, s)
     key = encoding_key(words, manifest)
+    if phrased:
+        key = phrased_key(key, phrased)
+        if session.options.ray is not None:
+            raise UsageError(f"train --ray does not train on phrases yet: remove "
+                             f"{os.path.join(workdir, 'phrases')} or train without --ray")
     if session.resuming and key != session.run["encoding_key"]:
         raise InputDataError(
             f"the corpus or vocabulary of {workdir} changed since the run in "
@@ -467,6 +476,7 @@ def _prepare_corpus(workdir, session):
                        "settings": {**s.to_dict(), "min_count": min_count},
                        "encoding_key": key, "workdir": os.path.abspath(workdir),
                        "normalize": manifest["settings"].get("normalize"),
+                       "phrases": summary(phrased),
                        "init_from": session.options.init_from, "vocab_size": len(words),
                        "corpus_tokens": int(counts.sum()),
                        "started": _now()}
@@ -474,8 +484,11 @@ def _prepare_corpus(workdir, session):
     if session.options.ray is not None:  # every Ray node encodes for itself
         return words, counts, None, {"encode_seconds": 0.0, "encoding_reused": False}
     started = time.time()
-    corpus, reused = encode(workdir, manifest, words, int(counts.sum()), threads=s.threads,
-                            progress=session.options.progress, key=key)
+    if phrased:
+        corpus, reused = encode_phrased(workdir, manifest, phrased, words, key)
+    else:
+        corpus, reused = encode(workdir, manifest, words, int(counts.sum()), threads=s.threads,
+                                progress=session.options.progress, key=key)
     figures = {"encode_seconds": round(time.time() - started, 3), "encoding_reused": reused}
     return words, counts, corpus, figures
 
@@ -686,6 +699,7 @@ def _finish(session, mats, words, counts, p, figures):
         "figures": _figures(p, n_tokens, s, figures),
         "workdir": run["workdir"],
         "normalize": run.get("normalize"),
+        "phrases": run.get("phrases"),
         "init_from": run.get("init_from"),
         "warm_start": run.get("warm_start"),
         **({"ray": run["ray"]} if run.get("ray") else {}),

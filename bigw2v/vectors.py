@@ -48,18 +48,25 @@ class UnknownWordError(InputDataError, KeyError):
     """A queried word is not in the vocabulary.
 
     Also a KeyError so that dict-like code (``try: v[w] except KeyError``) works.
+    ``suggestions``: spellings the vocabulary has (a list, or a function giving
+    one, called only when the message is wanted: a lookup that misses stays cheap).
     """
 
     def __init__(self, word, suggestions=()):
-        message = f"word {word!r} is not in the vocabulary"
-        if suggestions:
-            message += f"; did you mean {' or '.join(map(repr, suggestions))}?"
-        super().__init__(message)
+        super().__init__(f"word {word!r} is not in the vocabulary")
         self.word = word
-        self.suggestions = list(suggestions)
+        self._suggestions = suggestions
+
+    @property
+    def suggestions(self):
+        if callable(self._suggestions):
+            self._suggestions = self._suggestions()
+        return list(self._suggestions)
 
     # KeyError.__str__ would repr() the message and add quotes around it.
     def __str__(self):
+        if self.suggestions:
+            return f"{self.args[0]}; did you mean {' or '.join(map(repr, self.suggestions))}?"
         return self.args[0]
 
 
@@ -151,7 +158,7 @@ class Vectors:
         try:
             return self.word_to_index[word]
         except KeyError:
-            raise UnknownWordError(word, self.spellings_of(word)) from None
+            raise UnknownWordError(word, lambda: self.spellings_of(word)) from None
 
     def spellings_of(self, word, limit=3):
         """Up to `limit` words that differ from `word` only in case or in punctuation at

@@ -212,3 +212,18 @@ def test_warm_up_compiles_the_normalising_kernels():
     wordtable.warm_up()
     for kernel in (wordtable.normalize_block, wordtable.ascii_key_flags):
         assert kernel.signatures, kernel
+
+
+def test_a_missed_lookup_stays_cheap_and_the_message_suggests():
+    from bigw2v.vectors import Vectors
+    words = [f"w{i}" for i in range(200_000)] + ["paris"]
+    vectors = Vectors(words, np.zeros((len(words), 2), np.float32))
+    scans = []
+    vectors.spellings_of = lambda word, limit=3: scans.append(word) or ["paris"]
+    try:
+        vectors["Paris"]
+    except KeyError as e:
+        error = e
+    assert scans == []  # dict-like code that catches KeyError pays no vocabulary scan
+    assert str(error) == "word 'Paris' is not in the vocabulary; did you mean 'paris'?"
+    assert error.suggestions == ["paris"] and scans == ["Paris"]

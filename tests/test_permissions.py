@@ -57,16 +57,18 @@ def test_files_get_the_mode_open_would_give(shared_root, umask):
         assert mode(os.path.join(model, name)) == expected, name
 
 
-# Runs as root, imports what reading needs (the interpreter and its libraries may
-# sit where another user cannot go, e.g. under /root), then becomes `nobody` and
-# only then reads the published model and the workdir.
+# Runs the reads once as root, so that every module they import is loaded (the
+# interpreter and its libraries may sit where another user cannot go, e.g. under
+# /root), then becomes `nobody` and reads the published model and the workdir again.
 AS_NOBODY = """
-import os, sys
-import locale, pyarrow.parquet  # argparse needs locale (gettext)
-from bigw2v import cli, vectors, workdir
+import contextlib, io, os, sys
+from bigw2v import cli, workdir
+link, word, work = sys.argv[1:]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    cli.main(["similar", link, word, "-n", "2"])
+    workdir.read_vocab(work)
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 assert os.geteuid() == 65534 and os.getegid() == 65534
-link, word, work = sys.argv[1:]
 print(len(workdir.read_vocab(work)[0]), file=sys.stderr)
 sys.exit(cli.main(["similar", link, word, "-n", "2"]))
 """

@@ -198,10 +198,10 @@ def build_parser():
                         "node can read")
     g.add_argument("--nodes", type=_positive_int, default=None,
                    help="nodes to train on (default: every node of the cluster)")
-    g.add_argument("--sync-mode", choices=("changed", "average"), default=None,
-                   help="combine the nodes' rows: move each row by the mean change of the "
-                        "nodes that changed it since its last sync (default), or average "
-                        "the rows (pWord2Vec's way)")
+    g.add_argument("--sync-mode", choices=("sum", "average"), default=None,
+                   help="combine the nodes' rows: add up their changes since the last sync, "
+                        "as Hogwild threads do on one machine (default), or average the rows "
+                        "(pWord2Vec's way: as if the learning rate were divided by the nodes)")
     g.add_argument("--sync-words", type=_positive_int, default=None,
                    help=f"words a node trains between two averagings (default {RAY_SYNC_WORDS:,})")
     g.add_argument("--hot-rows", type=_nonnegative_int, default=None,

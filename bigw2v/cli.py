@@ -203,7 +203,8 @@ def build_parser():
                         "as Hogwild threads do on one machine (default), or average the rows "
                         "(pWord2Vec's way: as if the learning rate were divided by the nodes)")
     g.add_argument("--sync-words", type=_positive_int, default=None,
-                   help=f"words a node trains between two averagings (default {RAY_SYNC_WORDS:,})")
+                   help=f"words a node trains between two syncs (default {RAY_SYNC_WORDS:,} for "
+                        "each of its cores)")
     g.add_argument("--hot-rows", type=_nonnegative_int, default=None,
                    help=f"most frequent rows averaged after every round; twice as many after "
                         f"every second round, and so on (default {RAY_HOT_ROWS})")

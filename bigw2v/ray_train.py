@@ -10,8 +10,9 @@ word count as on one machine.
 
 Nodes keep their own copy of both weight matrices and combine them on a
 schedule after Intel's pWord2Vec (Ji et al.): training runs in rounds of
-about ``sync_words`` words per node; after every round the ``hot_rows`` most
-frequent rows (rows 0..K-1: the vocabulary is sorted by count) of the input
+about ``sync_words`` words per node (100,000 a core of it by default); after
+every round the ``hot_rows`` most frequent rows (rows 0..K-1: the
+vocabulary is sorted by count) of the input
 and output matrices are combined over the nodes, twice as many after every
 second round, four times after every fourth, and so on, and every
 ``full_sync_every`` rounds (and at each epoch's end) all rows are. The
@@ -56,13 +57,13 @@ class SyncSettings:
 
     nodes: int | None = None           # None: every node of the cluster
     mode: str = "sum"                  # how rows are combined: see _combine
-    sync_words: int = RAY_SYNC_WORDS
+    sync_words: int | None = None      # None: RAY_SYNC_WORDS for every core of a node
     hot_rows: int = RAY_HOT_ROWS
     full_sync_every: int = RAY_FULL_SYNC_EVERY
 
     def checked(self):
         for name in ("sync_words", "full_sync_every"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mode not in SYNC_MODES:
             raise UsageError(f"--sync-mode must be one of {', '.join(SYNC_MODES)}, "
@@ -269,7 +270,8 @@ def train_epochs(session, nodes, mats, p, saver, plan, bar):
     chunk_starts, chunk_token_starts, _ = plan
     n_chunks = chunk_starts.shape[0] - 1
     words_per_chunk = max(1, int(chunk_token_starts[-1]) // max(n_chunks, 1))
-    per_round = max(1, sync.sync_words // words_per_chunk) * nodes.count
+    sync_words = sync.sync_words or RAY_SYNC_WORDS * nodes.cpus
+    per_round = max(1, sync_words // words_per_chunk) * nodes.count
     rounds = nodes.rounds = Rounds(mats, p)
     nodes.broadcast(mats)
     while p.epoch < s.epochs:
@@ -396,7 +398,8 @@ def run(session, workdir, words, counts, figures):
         r = nodes.rounds
         session.run["ray"] = {"nodes": nodes.count, "cores_per_node": nodes.cpus,
                               "sync_mode": sync.mode,
-                              "sync_words": sync.sync_words, "hot_rows": sync.hot_rows,
+                              "sync_words": sync.sync_words or RAY_SYNC_WORDS * nodes.cpus,
+                              "hot_rows": sync.hot_rows,
                               "full_sync_every": sync.full_sync_every,
                               "actor_restarts": nodes.restarts, "rounds": r.count,
                               "sync_share": round(1 - r.train_seconds / max(r.seconds, 1e-9), 4),

@@ -101,5 +101,5 @@ class TrainSettings:
 # 0.7 million words a second. On wiki1e8 (2 nodes of 1 core, 5 epochs) syncing
 # every 100,000 words matched a local run's SimLex; every 200,000 fell 0.015 short.
 RAY_HOT_ROWS = 1024          # rows combined after every round
-RAY_SYNC_WORDS = 100_000     # words a node trains between two syncs
+RAY_SYNC_WORDS = 100_000     # words a node trains between two syncs, per core of the node
 RAY_FULL_SYNC_EVERY = 64     # rounds between two syncs of every row

@@ -38,8 +38,6 @@ Very long words
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
 import lzma
 import mmap
@@ -54,20 +52,13 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from . import records, remote
+from .compression import FORMAT_NAMES, SNIFF_BYTES, decompressed, sniff
 from .errors import InputDataError, MissingInputError, UsageError
 
 MAX_WORD_BYTES = 1000
 MAX_SENTENCE_WORDS = 10000
 BLOCK_BYTES = 16 * 2**20
 
-COMPRESSIONS = ("gz", "bz2", "xz", "zst")
-
-# Enough leading bytes to recognise every supported format.
-_SNIFF_BYTES = 10
-# bzip2: "BZh", a block-size digit, then the magic of the first block
-# (pi) or of the end of stream (sqrt(pi)); checking all of it keeps a text
-# that happens to start with "BZh" from being taken for bzip2.
-_BZ2_BLOCK_MAGICS = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
 
 # The C tool's word separators (module docstring); a LF also ends a sentence.
 # The one home of these bytes: the Numba tokenizer (wordtable.py) takes them from here.
@@ -103,19 +94,6 @@ class InputFile:
 
 
 # ---------------------------------------------------------------- inputs
-
-
-def sniff_compression(head: bytes) -> str | None:
-    """Return the compression format whose magic bytes start ``head``, or None."""
-    if head.startswith(b"\x1f\x8b"):
-        return "gz"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zst"
-    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] in _BZ2_BLOCK_MAGICS:
-        return "bz2"
-    return None
 
 
 def expand_inputs(paths: list[str], text_column: str | None = None,
@@ -204,12 +182,12 @@ def _describe(path: str) -> InputFile:
             # Non-regular files (pipes) are sniffed on open: reading their
             # first bytes now would lose them.
             with open(path, "rb") as f:
-                head = f.read(_SNIFF_BYTES)
+                head = f.read(SNIFF_BYTES)
     except FileNotFoundError:
         raise MissingInputError(f"no such file or directory: {path}") from None
     except OSError as exc:
         raise MissingInputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return InputFile(path, st.st_size, st.st_mtime_ns, sniff_compression(head),
+    return InputFile(path, st.st_size, st.st_mtime_ns, sniff(head),
                      records.kind_of(path, head))
 
 
@@ -325,13 +303,12 @@ class InputStream:
         self.close()
 
 
-_FORMAT_NAMES = {"gz": "gzip", "bz2": "bzip2", "xz": "xz", "zst": "zstd"}
 
 
 def _read_error(path: str, compression: str | None, exc: BaseException) -> InputDataError:
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     if compression:
-        return InputDataError(f"{path}: corrupt or truncated {_FORMAT_NAMES[compression]} data ({reason})")
+        return InputDataError(f"{path}: corrupt or truncated {FORMAT_NAMES[compression]} data ({reason})")
     return InputDataError(f"cannot read {path}: {reason}")
 
 
@@ -358,8 +335,8 @@ def open_input(inp: InputFile) -> InputStream:
         raise MissingInputError(f"cannot read {inp.path}: {exc.strerror or exc}") from None
     try:
         if sniff_now:
-            head = _read_up_to(raw, _SNIFF_BYTES)
-            compression = sniff_compression(head)
+            head = _read_up_to(raw, SNIFF_BYTES)
+            compression = sniff(head)
             counter = CountingReader(raw, head)
         else:
             compression = inp.compression
@@ -398,27 +375,8 @@ def _read_up_to(raw: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _decompressor(path: str, compression: str | None, counter: CountingReader):
-    if compression is None:
-        return counter
-    if compression == "gz":
-        return gzip.GzipFile(fileobj=counter, mode="rb")
-    if compression == "bz2":
-        return bz2.BZ2File(counter, mode="rb")
-    if compression == "xz":
-        return lzma.LZMAFile(counter, mode="rb")
-    if compression == "zst":
-        import pyarrow as pa
-
-        if not pa.Codec.is_available("zstd"):
-            raise InputDataError(
-                f"{path} is zstd-compressed but this pyarrow has no zstd codec: "
-                f"decompress it first (zstd -d) or install a pyarrow built with zstd")
-        try:
-            return pa.CompressedInputStream(counter, "zstd")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise _read_error(path, compression, exc) from None
-    raise UsageError(f"unknown compression {compression!r} (known: {', '.join(COMPRESSIONS)})")
+def _decompressor(path: str, kind: str | None, counter: CountingReader):
+    return decompressed(counter, kind, path)
 
 
 # ---------------------------------------------------------------- blocks

@@ -53,7 +53,6 @@ from . import lock
 from .atomic import atomic_write, write_json
 from .errors import InputDataError, MissingInputError, UsageError, write_failed
 from .pool import ordered_map
-from .progress import progress_bar
 from .workdir import (ENCODED_DIR, SHARDS_DIR, listdir, read_manifest, write_parquet_atomic)
 
 log = logging.getLogger("bigw2v")

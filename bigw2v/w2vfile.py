@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from . import compression
 from .errors import InputDataError, MissingInputError
 
 BLOCK_BYTES = 4 * 2**20
@@ -35,23 +36,6 @@ MAX_WORD_BYTES = 1 << 16
 MAX_BLOCK_ROWS = 1 << 16
 
 _WHITESPACE = b" \t\n\v\f\r"
-
-
-def sniff_compression(head):
-    """gz, bz2, xz, zst or None from a file's first bytes.
-
-    The magic numbers ``corpus.sniff_compression`` knows (without importing
-    corpus.py, which loads Numba).
-    """
-    if head.startswith(b"\x1f\x8b"):
-        return "gz"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zst"
-    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0":
-        return "bz2"
-    return None
 
 
 def open_stream(path):
@@ -65,21 +49,8 @@ def open_stream(path):
     except OSError as e:
         raise InputDataError(f"cannot read {path}: {e.strerror or e}") from None
     try:
-        head = raw.peek(16)[:16]
-        compression = sniff_compression(head)
-        if compression is None:
-            return raw, None
-        if compression == "gz":
-            import gzip
-            return gzip.GzipFile(fileobj=raw, mode="rb"), compression
-        if compression == "bz2":
-            import bz2
-            return bz2.BZ2File(raw, mode="rb"), compression
-        if compression == "xz":
-            import lzma
-            return lzma.LZMAFile(raw, mode="rb"), compression
-        import pyarrow as pa
-        return pa.CompressedInputStream(raw, "zstd"), compression
+        kind = compression.sniff(raw.peek(16)[:16])
+        return compression.decompressed(raw, kind, path), kind
     except BaseException:
         raw.close()
         raise

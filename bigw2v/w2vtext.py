@@ -60,6 +60,8 @@ def parse_number(buf, start, stop):
             mantissa = mantissa * 10 + (buf[i] - 48)
             digits += 1
         i += 1
+    # The fraction's digits, as the integer part's above (and counted towards the
+    # exponent): written out, as this parser runs once per number of the file.
     if i < stop and buf[i] == 46:  # .
         i += 1
         while i < stop and 48 <= buf[i] <= 57:

@@ -721,6 +721,8 @@ def is_ascii(data, start, stop):
     return True
 
 
+# ascii_key_flags and key_flags are one loop over two tests: Numba would compile a
+# version per test passed as an argument; two six-line kernels read more plainly.
 @njit(cache=True)
 def ascii_key_flags(offsets, arena, n_words):
     """``key_flags`` of a normalising table: 1 if a row's key is ASCII of at most MAX_WORD_BYTES."""

@@ -29,17 +29,15 @@ def train(workdir, modeldir, settings=None, progress=True, **overrides):
 
 def phrases(workdir, passes=2, threshold="200,100", min_count=5, **options):
     """Join frequent word pairs of a counted workdir into phrases (word2phrase's scores,
-    exact counts); ``train`` then trains on the joined corpus. See ``bigw2v.phrases``."""
-    from .phrases import phrases as _phrases
+    exact counts); ``train`` then trains on the joined corpus. See ``bigw2v.phraser``."""
+    from .phraser import phrases as _phrases
     return _phrases(workdir, passes=passes, threshold=threshold, min_count=min_count,
                     **options)
 
 
 def publish(modeldir, link):
     """Point the symbolic link ``link`` at the finished model ``modeldir``, atomically."""
-    # Importing the submodule binds this package's name `publish` to it: a module that
-    # calls this function when called (publish.py), so bigw2v.publish(...) keeps working.
-    from .publish import publish as _publish
+    from .publisher import publish as _publish
     return _publish(modeldir, link)
 
 

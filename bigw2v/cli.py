@@ -397,7 +397,7 @@ def cmd_train(args):
 
 
 def cmd_phrases(args):
-    from .phrases import phrases
+    from .phraser import phrases
     threshold = args.threshold or ("0.5" if args.scorer == "npmi" else "200,100")
     info = phrases(args.workdir, passes=args.passes, threshold=threshold,
                    min_count=args.min_count, delimiter=args.delimiter, scorer=args.scorer,
@@ -417,7 +417,7 @@ def cmd_phrases(args):
 
 
 def cmd_publish(args):
-    from .publish import publish
+    from .publisher import publish
     summary = publish(args.model, args.link)
     if args.json:
         print(json.dumps(summary, indent=1))

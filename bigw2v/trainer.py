@@ -450,7 +450,7 @@ def _prepare_corpus(workdir, session):
     s = session.settings
     manifest = read_manifest(workdir)
     # the joined corpus of `bigw2v phrases`, when it ran on this count
-    from .phrases import encode_phrased, in_use, phrased_key, read_phrased_vocab, summary
+    from .phraser import encode_phrased, in_use, phrased_key, read_phrased_vocab, summary
     phrased = in_use(workdir, manifest)
     all_words, all_counts = (read_phrased_vocab(workdir) if phrased
                              else read_vocab(workdir))

@@ -10,7 +10,7 @@ import pytest
 
 from bigw2v import load
 from bigw2v.errors import InputDataError, MissingInputError, UsageError
-from bigw2v.publish import publish
+from bigw2v.publisher import publish
 from bigw2v.trainer import train
 from bigw2v.counter import count
 from bigw2v.runs import group_key, input_key

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bigw2v.counter import count
-from bigw2v.phrases import phrases, write_text_file
+from bigw2v.phraser import phrases, write_text_file
 
 
 def reference_word2phrase(lines, threshold, min_count=5, delimiter="_"):

@@ -15,8 +15,6 @@ marked finished by its ``model.json``, written last. A consumer that wants
 """
 
 import os
-import sys
-import types
 
 from .errors import UsageError, write_failed
 from .vectors import load_model_dir as load
@@ -51,18 +49,3 @@ def publish(modeldir, link):
         raise write_failed(f"cannot publish {modeldir} as {link}", e) from None
     return {"link": os.path.abspath(link), "model": target, "vocab_size": len(vectors),
             "dim": vectors.dim}
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as ``publish``.
-
-    Importing ``bigw2v.publish`` binds the package's name ``publish`` (the API
-    function, ``bigw2v.publish(model, link)``) to the module; calling the
-    module keeps that call working.
-    """
-
-    def __call__(self, modeldir, link):
-        return publish(modeldir, link)
-
-
-sys.modules[__name__].__class__ = _CallableModule

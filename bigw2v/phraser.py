@@ -37,9 +37,7 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -819,15 +817,3 @@ def write_text_file(workdir, path):
                 l0 = l1
     except OSError as e:
         raise write_failed(f"cannot write {path}", e) from None
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as ``phrases`` (as publish.py: importing ``bigw2v.phrases``
-    binds the package's API name ``phrases`` to the module; calling it keeps working)."""
-
-    def __call__(self, workdir, passes=2, threshold="200,100", min_count=5, **options):
-        return phrases(workdir, passes=passes, threshold=threshold, min_count=min_count,
-                       **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -24,7 +24,7 @@ which divides every change by the number of nodes); docs/benchmarks.md
 measures both.
 
 The driver keeps the model directory as on one machine: at every full sync
-it writes the averaged weights into MODELDIR's weight files and, when due, a
+it writes the combined weights into MODELDIR's weight files and, when due, a
 checkpoint with the position (the next global chunk), so ``--resume`` after
 a killed driver continues from there. An actor that dies mid-run is started
 again and every node goes back to the last full sync, and the run finishes.
@@ -53,7 +53,7 @@ SYNC_MODES = ("sum", "average")
 
 @dataclass
 class SyncSettings:
-    """How the nodes train and average (recorded in model.json)."""
+    """How the nodes train and combine their rows (recorded in model.json)."""
 
     nodes: int | None = None           # None: every node of the cluster
     mode: str = "sum"                  # how rows are combined: see _combine
@@ -74,7 +74,7 @@ class SyncSettings:
 
 
 def hot_rows_of_round(r: int, settings: SyncSettings, vocab_size: int) -> int:
-    """How many of the most frequent rows round ``r`` (from 1) averages: K, 2K every 2nd, ..."""
+    """How many of the most frequent rows round ``r`` (from 1) combines: K, 2K every 2nd, ..."""
     if settings.hot_rows == 0:
         return 0
     doubling = (r & -r).bit_length() - 1  # trailing zeros of r
@@ -130,15 +130,15 @@ class NodeTrainer:
         for name, matrix in weights.items():
             self.weights[name][...] = matrix
 
-    def round(self, rows, averaged, epoch, chunk_ids, send_rows):
-        """Take the averaged first ``rows`` rows, train ``chunk_ids``, send the first ``send_rows``.
+    def round(self, rows, combined, epoch, chunk_ids, send_rows):
+        """Take the combined first ``rows`` rows, train ``chunk_ids``, send the first ``send_rows``.
 
         ``send_rows`` equal to the vocabulary size is a full sync: every matrix
         is sent whole, hierarchical-softmax node rows included.
         """
         from .trainer import RangeTotals, train_range
         if rows:
-            for name, matrix in averaged.items():
+            for name, matrix in combined.items():
                 self.weights[name][:rows] = matrix
         started = time.perf_counter()
         loss, terms, trained = 0.0, 0, 0
@@ -153,7 +153,7 @@ class NodeTrainer:
         return RangeTotals(loss, terms, trained), sent, seconds
 
 
-# Matrices whose row i is the i-th most frequent word (averaged by prefix, hottest
+# Matrices whose row i is the i-th most frequent word (synced by prefix, hottest
 # first). Hierarchical-softmax node rows are indexed by tree node: full syncs only.
 FREQUENCY_ORDERED = ("vectors.npy", "output_vectors.npy")
 
@@ -228,15 +228,15 @@ class Nodes:
 
 
 class Rounds:
-    """The averaging state between rounds, the last full sync to go back to, and the cost.
+    """The syncing state between rounds, the last full sync to go back to, and the cost.
 
     ``seconds``: wall time of the rounds and full syncs; ``train_seconds``: of
     that, the slowest node's training in each round (the rest is syncing:
-    moving rows, averaging, waiting); ``bytes``: rows sent to and from the nodes.
+    moving rows, combining, waiting); ``bytes``: rows sent to and from the nodes.
     """
 
     def __init__(self, mats, p):
-        self.averaged = {}
+        self.combined = {}
         self.rows = 0
         self.last_full = None
         self.seconds = self.train_seconds = 0.0
@@ -246,7 +246,7 @@ class Rounds:
 
     def mark_full(self, mats, p):
         import copy
-        self.averaged, self.rows = {}, 0
+        self.combined, self.rows = {}, 0
         self.last_full = ({name: np.array(m) for name, m in mats.items()}, copy.deepcopy(p))
 
     def back_to_last_full(self, mats, p):
@@ -255,13 +255,13 @@ class Rounds:
             mats[name][...] = matrix
         for name in saved.__dataclass_fields__:
             setattr(p, name, getattr(saved, name))
-        self.averaged, self.rows = {}, 0
+        self.combined, self.rows = {}, 0
 
 
 def train_epochs(session, nodes, mats, p, saver, plan, bar):
-    """The Ray version of ``trainer._run_epochs``: rounds of training and averaging.
+    """The Ray version of ``trainer._run_epochs``: rounds of training and syncing.
 
-    ``mats``: MODELDIR's weight files (the averaged model, written at full
+    ``mats``: MODELDIR's weight files (the combined model, written at full
     syncs); ``p``: the Progress to advance (``next_chunk`` is a global chunk
     position); ``saver``: the run's Checkpointer.
     """
@@ -290,7 +290,7 @@ def train_epochs(session, nodes, mats, p, saver, plan, bar):
 
 def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk_tokens,
                  rounds):
-    """One epoch from ``p.next_chunk``: rounds of chunks, rows averaged after each."""
+    """One epoch from ``p.next_chunk``: rounds of chunks, rows combined after each."""
     ray, s, sync = nodes.ray, session.settings, session.options.ray_sync
     vocab = mats["vectors.npy"].shape[0]
     r = 0
@@ -300,17 +300,17 @@ def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk
         full = stop == n_chunks or r % sync.full_sync_every == 0
         send = vocab if full else hot_rows_of_round(r, sync, vocab)
         started = time.perf_counter()
-        averaged = ray.put(rounds.averaged) if rounds.rows else None
+        combined = ray.put(rounds.combined) if rounds.rows else None
         results = ray.get([
-            a.round.remote(rounds.rows, averaged, p.epoch,
+            a.round.remote(rounds.rows, combined, p.epoch,
                            [c for c in range(first, stop) if c % nodes.count == k], send)
             for k, a in enumerate(nodes.actors)])
         for totals, _, _ in results:
             p.loss_sum += totals.loss
             p.loss_terms += totals.terms
             p.trained_words += totals.trained
-        received = sum(m.nbytes for m in rounds.averaged.values()) * nodes.count
-        rounds.averaged = {name: _combine(mats[name], [sent[name] for _, sent, _ in results],
+        received = sum(m.nbytes for m in rounds.combined.values()) * nodes.count
+        rounds.combined = {name: _combine(mats[name], [sent[name] for _, sent, _ in results],
                                           sync.mode) for name in results[0][1]}
         rounds.bytes += received + sum(m.nbytes for _, sent, _ in results
                                        for m in sent.values())

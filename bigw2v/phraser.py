@@ -188,7 +188,15 @@ def join_tokens(tokens, line_starts, conn, sel_hi, sel_lo, sel_id, out, out_line
     without connectors word2phrase's loop). Returns the number of output tokens.
 
     ``sel_*``: the joined candidates sorted by (hi, lo) and their phrase IDs.
+    A candidate is searched for only when its first and last words start and end
+    some phrase (two table lookups): searching the sorted phrases for every
+    adjacent pair took 0.85 s a pass on wiki1e8, most of the phrase pass.
     """
+    first_of = np.zeros(conn.shape[0], np.bool_)
+    last_of = np.zeros(conn.shape[0], np.bool_)
+    for j in range(sel_hi.shape[0]):
+        first_of[sel_hi[j] >> np.uint64(32)] = True
+        last_of[sel_hi[j] & np.uint64(0xFFFFFFFF)] = True
     n_out = 0
     n_lines = line_starts.shape[0] - 1
     for li in range(n_lines):
@@ -203,7 +211,7 @@ def join_tokens(tokens, line_starts, conn, sel_hi, sel_lo, sel_id, out, out_line
             if c < 0:
                 if start >= 0:
                     k = -1
-                    if ncon <= MAX_CONNECTORS:
+                    if ncon <= MAX_CONNECTORS and first_of[tokens[start]] and last_of[w]:
                         key = (np.uint64(tokens[start]) << np.uint64(32)) | np.uint64(w)
                         k = _find_pair(sel_hi, sel_lo, key, code)
                     if k >= 0:

@@ -28,13 +28,13 @@ import os
 import tempfile
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .counter import Counters, count_group
 from .atomic import atomic_write
+from .counter import Counters, count_group
 from .errors import UsageError
-from .runs import group_key, partition_files, run_dirs, sum_by_word, write_group_record
-from .workdir import VOCAB_SCHEMA, part_name, write_parquet_atomic
+from .runs import (gather, group_key, partition_files, run_dirs, sum_tables, summarise,
+                   write_group_record)
+from .workdir import part_name, write_parquet, write_parquet_atomic
 
 log = logging.getLogger("bigw2v")
 
@@ -132,20 +132,14 @@ def _sum_files(files) -> bytes | None:
         with open(files[0], "rb") as f:
             return f.read()
     sink = pa.BufferOutputStream()
-    pq.write_table(sum_by_word(pa.concat_tables([pq.read_table(f) for f in files])), sink,
-                   use_dictionary=False)
+    write_parquet(sum_tables([pq.read_table(f) for f in files]), sink)
     return sink.getvalue().to_pybytes()
 
 
 def merge_tables(*runs: bytes | None) -> pa.Table:
     """One partition's runs (Parquet files' bytes) summed by word (the reduce task)."""
     import pyarrow.parquet as pq
-    tables = [pq.read_table(pa.BufferReader(r)) for r in runs if r]
-    if not tables:
-        return VOCAB_SCHEMA.empty_table()
-    if len(tables) == 1:
-        return tables[0]
-    return sum_by_word(pa.concat_tables(tables))
+    return sum_tables([pq.read_table(pa.BufferReader(r)) for r in runs if r])
 
 
 # ---------------------------------------------------------------- the driver
@@ -223,18 +217,13 @@ class RayEngine:
         self.tasks += len(merged_refs)
         shards = os.path.join(workdir, SHARDS_DIR)
         os.makedirs(shards, exist_ok=True)
-        kept, distinct, tokens = [], 0, 0
+        summaries = []
         for p, ref in enumerate(merged_refs):
             merged = _get(ray, ref)
-            if not merged.num_rows:
-                continue
-            write_parquet_atomic(merged, os.path.join(shards, part_name(p)))
-            distinct += merged.num_rows
-            tokens += int(pc.sum(merged.column("count")).as_py() or 0)
-            kept.append(merged.filter(pc.greater_equal(merged.column("count"),
-                                                       settings.min_count)))
-        vocab = pa.concat_tables(kept) if kept else VOCAB_SCHEMA.empty_table()
-        return vocab, distinct, tokens
+            if merged.num_rows:
+                write_parquet_atomic(merged, os.path.join(shards, part_name(p)))
+                summaries.append(summarise(merged, settings.min_count))
+        return gather(summaries)
 
     def _ray(self):
         if self.ray is None:

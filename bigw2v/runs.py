@@ -276,11 +276,31 @@ def merge_partition(files: list[str], shard: str, min_count: int,
         merged = read(files[0])
         link_or_copy(files[0], shard)
     else:
-        merged = sum_by_word(pa.concat_tables([read(f) for f in files]))
+        merged = sum_tables([read(f) for f in files])
         write_parquet_atomic(merged, shard)
+    return summarise(merged, min_count)
+
+
+def sum_tables(tables: list[pa.Table]) -> pa.Table:
+    """One partition's run tables summed by word (a single run is returned as it is)."""
+    if not tables:
+        return VOCAB_SCHEMA.empty_table()
+    if len(tables) == 1:
+        return tables[0]
+    return sum_by_word(pa.concat_tables(tables))
+
+
+def summarise(merged: pa.Table, min_count: int) -> MergedPartition:
+    """A merged partition's words kept for the vocabulary, and its totals."""
     tokens = int(pc.sum(merged.column("count")).as_py() or 0)
     kept = merged.filter(pc.greater_equal(merged.column("count"), min_count))
     return MergedPartition(kept, merged.num_rows, tokens)
+
+
+def gather(merged: list[MergedPartition]) -> tuple[pa.Table, int, int]:
+    """(words >= min_count of every partition, distinct words, tokens)."""
+    vocab = pa.concat_tables([m.kept for m in merged]) if merged else VOCAB_SCHEMA.empty_table()
+    return vocab, sum(m.distinct for m in merged), sum(m.tokens for m in merged)
 
 
 def merge_runs(workdir: str, partitions: int, min_count: int,
@@ -300,8 +320,7 @@ def merge_runs(workdir: str, partitions: int, min_count: int,
         if files:
             merged.append(merge_partition(files, os.path.join(shards, part_name(p)),
                                           min_count, read))
-    vocab = pa.concat_tables([m.kept for m in merged]) if merged else VOCAB_SCHEMA.empty_table()
-    return vocab, sum(m.distinct for m in merged), sum(m.tokens for m in merged)
+    return gather(merged)
 
 
 def link_or_copy(source: str, target: str) -> None:

@@ -63,12 +63,17 @@ def listdir(path: str) -> list[str]:
         return []
 
 
+def write_parquet(table: pa.Table, sink) -> None:
+    """Write a (word, count) table as Parquet to ``sink`` (a path or a stream)."""
+    # The words of a run, shard or vocabulary are unique: a dictionary page
+    # would only cost time and space.
+    pq.write_table(table, sink, use_dictionary=False)
+
+
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
     """Write a Parquet file atomically (see ``atomic.atomic_write``)."""
     with atomic_write(path) as f:
-        # The words of a run, shard or vocabulary are unique: a dictionary
-        # page would only cost time and space.
-        pq.write_table(table, f, use_dictionary=False)
+        write_parquet(table, f)
 
 
 def write_vocab(path: str, words, counts) -> None:

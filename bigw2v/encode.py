@@ -31,11 +31,10 @@ from .errors import InputDataError, MissingInputError, write_failed
 from .pool import ordered_map
 from .progress import progress_bar
 from .wordtable import WordTable
-from .workdir import encoding_dir
+from .workdir import ENCODED_META, encoding_dir
 
 ENCODED_FORMAT = "bigw2v-encoded"
 ENCODED_VERSION = 1
-ENCODED_META = "encoded.json"  # written last: marks an encoding finished
 RELEASE_EVERY = 1 << 24  # tokens written between two drops of their mapped pages
 
 def encode_block(block, table):

@@ -8,7 +8,7 @@ import os
 
 from .errors import MissingInputError
 from .modeldir import MODEL_NAME, RUN_NAME, describe_run, finished_model, read_json, read_run
-from .workdir import ENCODED_DIR, MANIFEST_NAME, read_manifest
+from .workdir import ENCODED_DIR, ENCODED_META, MANIFEST_NAME, encoding_dir, listdir, read_manifest
 
 
 def _size(path):
@@ -57,9 +57,8 @@ def describe(path):
         manifest = read_manifest(real)
         files = _files(real)
         encodings = []
-        for key in sorted(os.listdir(os.path.join(real, ENCODED_DIR))
-                          if os.path.isdir(os.path.join(real, ENCODED_DIR)) else []):
-            meta = read_json(os.path.join(real, ENCODED_DIR, key, "encoded.json"))
+        for key in listdir(os.path.join(real, ENCODED_DIR)):
+            meta = read_json(os.path.join(encoding_dir(real, key), ENCODED_META))
             if isinstance(meta, dict):
                 encodings.append({"key": key, "tokens": meta.get("tokens"),
                                   "vocab_size": meta.get("vocab_size")})

@@ -51,7 +51,8 @@ from . import lock
 from .atomic import atomic_write, write_json
 from .errors import InputDataError, MissingInputError, UsageError, write_failed
 from .pool import ordered_map
-from .workdir import (ENCODED_DIR, SHARDS_DIR, listdir, read_manifest, write_parquet_atomic)
+from .workdir import (SHARDS_DIR, encoding_dir, listdir, read_manifest, read_vocab,
+                      write_parquet_atomic)
 
 log = logging.getLogger("bigw2v")
 
@@ -748,8 +749,8 @@ def summary(record):
 
 
 def read_phrased_vocab(workdir):
-    table = pq.read_table(os.path.join(workdir, PHRASES_DIR, "vocab.parquet"))
-    return table.column("word").to_pylist(), table.column("count").to_numpy().astype(np.int64)
+    """(words, counts) of the phrased vocabulary (``workdir.read_vocab`` on its file)."""
+    return read_vocab(os.path.join(workdir, PHRASES_DIR, "vocab.parquet"))
 
 
 def encode_phrased(workdir, manifest, record, words, key):
@@ -758,7 +759,7 @@ def encode_phrased(workdir, manifest, record, words, key):
     from .encode import ENCODED_FORMAT, ENCODED_META, ENCODED_VERSION, EncodedCorpus
     from .encode import sentence_starts_from_breaks
 
-    directory = os.path.join(workdir, ENCODED_DIR, key)
+    directory = encoding_dir(workdir, key)
     if os.path.exists(os.path.join(directory, ENCODED_META)):
         return EncodedCorpus(directory), True
     started = time.time()

@@ -37,7 +37,7 @@ import psutil
 
 from . import checkpoint, kernels, lock, preflight, tables
 from .atomic import write_json
-from .encode import encode, encoding_key
+from .encode import ENCODED_META, encode, encoding_key
 from .errors import InputDataError, Interrupted, MissingInputError, UsageError
 from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORMAT,
                        MODEL_VERSION, HS_VECTORS_NAME, OUTPUT_VECTORS_NAME, VECTORS_NAME,
@@ -45,7 +45,7 @@ from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORM
                        read_run, replaced_by_a_run, weight_files)
 from .progress import progress_bar
 from .settings import TrainSettings, plural, threads_to_use
-from .workdir import ENCODED_DIR, VOCAB_NAME, read_manifest, read_vocab, write_vocab
+from .workdir import VOCAB_NAME, encoding_dir, read_manifest, read_vocab, write_vocab
 from .warmstart import check_source as check_init_source, warm_start
 
 log = logging.getLogger("bigw2v")
@@ -496,7 +496,7 @@ def _prepare_corpus(workdir, session):
 def _preflight(workdir, session, manifest, all_counts, vocab_size, key):
     """Check that the run fits in memory and on disk before anything is allocated."""
     sentences = preflight.sentences_bound(manifest, int(all_counts[:vocab_size].sum()))
-    cached = os.path.exists(os.path.join(workdir, ENCODED_DIR, key, "encoded.json"))
+    cached = os.path.exists(os.path.join(encoding_dir(workdir, key), ENCODED_META))
     replaced = preflight.reclaimable_in_model_dir(session.modeldir, replaced_by_a_run)
     preflight.check_train(workdir, session.modeldir, session.settings, all_counts, vocab_size,
                           sentences, cached, session.options.checkpoint_every is not None,

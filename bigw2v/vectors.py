@@ -563,16 +563,9 @@ def _check_words(words):
 
 
 def _encode_words(words):
-    """UTF-8 word prefixes (word + space), refusing words the formats cannot hold."""
+    """UTF-8 word prefixes (word + space); ``_check_words`` has refused what cannot be written."""
     prefixes = [w.encode("utf-8") + b" " for w in words]
-    joined = np.frombuffer(b"".join(prefixes), dtype=np.uint8)
-    separators = np.count_nonzero(np.isin(joined, VECTOR_FILE_SEPARATORS))
-    if separators != len(prefixes) or any(len(p) == 1 for p in prefixes):
-        bad = next(w for w in words if not w or any(ord(ch) in VECTOR_FILE_SEPARATORS for ch in w))
-        raise InputDataError(
-            f"word {bad!r} is empty or contains whitespace; it cannot be written in word2vec format"
-        )
-    return prefixes, joined
+    return prefixes, np.frombuffer(b"".join(prefixes), dtype=np.uint8)
 
 
 def _binary_block(words, rows):
@@ -601,7 +594,6 @@ def _text_block(words, rows):
 
     '%.9g' is enough digits for every float32 to parse back to the same float32.
     """
-    _encode_words(words)
     line_format = "%s " + " ".join(["%.9g"] * rows.shape[1]) + "\n"
     lines = [line_format % (w, *row) for w, row in zip(words, rows.tolist())]
     return "".join(lines).encode("utf-8")

@@ -21,11 +21,10 @@ import numpy as np
 
 from .errors import MissingInputError, UsageError
 from .modeldir import finished_model
-from .vectors import load_model_dir
+from .vectors import ROW_BLOCK, load_model_dir
 
 log = logging.getLogger("bigw2v")
 
-ROW_BLOCK = 65536
 
 
 def matching_rows(new_words, old_words):

@@ -38,6 +38,7 @@ VOCAB_NAME = "vocab.parquet"
 RUNS_DIR = "runs"
 SHARDS_DIR = "shards"
 ENCODED_DIR = "encoded"
+ENCODED_META = "encoded.json"  # written last in an encoding: marks it finished
 INPUT_RECORD = "input.json"
 
 VOCAB_SCHEMA = pa.schema([("word", pa.string()), ("count", pa.int64())])

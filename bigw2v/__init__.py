@@ -27,7 +27,7 @@ def train(workdir, modeldir, settings=None, progress=True, **overrides):
     return _train(workdir, modeldir, settings, progress=progress, **overrides)
 
 
-def phrases(workdir, passes=2, threshold="200,100", min_count=5, **options):
+def phrases(workdir, passes=2, threshold=None, min_count=5, **options):
     """Join frequent word pairs of a counted workdir into phrases (word2phrase's scores,
     exact counts); ``train`` then trains on the joined corpus. See ``bigw2v.phraser``."""
     from .phraser import phrases as _phrases

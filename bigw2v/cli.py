@@ -398,8 +398,7 @@ def cmd_train(args):
 
 def cmd_phrases(args):
     from .phraser import phrases
-    threshold = args.threshold or ("0.5" if args.scorer == "npmi" else "200,100")
-    info = phrases(args.workdir, passes=args.passes, threshold=threshold,
+    info = phrases(args.workdir, passes=args.passes, threshold=args.threshold,
                    min_count=args.min_count, delimiter=args.delimiter, scorer=args.scorer,
                    connectors=args.connectors, write_text=args.write_text,
                    threads=args.threads, progress=not args.quiet)

@@ -532,15 +532,23 @@ class _LineBreaks:
 # ---------------------------------------------------------------- the passes
 
 
-def phrases(workdir, passes=2, threshold="200,100", min_count=5, delimiter="_",
+# Each scorer's default thresholds: word2phrase's big-model recipe; NPMI's scale is [-1, 1].
+DEFAULT_THRESHOLDS = {"default": "200,100", "npmi": "0.5"}
+
+
+def phrases(workdir, passes=2, threshold=None, min_count=5, delimiter="_",
             scorer="default", connectors=None, write_text=None, threads=None, progress=True,
             memory_rows=MEMORY_ROWS, chunk_tokens=CHUNK_TOKENS):
     """Find phrases in a counted workdir and keep the joined corpus for ``train``.
 
+    ``threshold`` None is the scorer's default (``DEFAULT_THRESHOLDS``).
     Returns the record written to ``WORKDIR/phrases/phrases.json`` (settings, the
     phrases of each pass, figures).
     """
     from .settings import threads_to_use
+
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS.get(scorer, DEFAULT_THRESHOLDS["default"])
 
     thresholds = parse_thresholds(threshold, passes) if isinstance(passes, int) else None
     check_options(passes, thresholds, min_count, delimiter, scorer)

@@ -132,14 +132,10 @@ def rows_as_lines(strings) -> np.ndarray:
     return out
 
 
-def _text_bytes(strings) -> int:
-    return int(strings.nbytes)
-
-
 def _sliced(strings, block_bytes: int) -> Iterator:
     """``strings`` in row slices of about ``block_bytes`` of text (a large batch cut up)."""
     n = len(strings)
-    pieces = max(1, -(-_text_bytes(strings) // max(1, block_bytes)))
+    pieces = max(1, -(-int(strings.nbytes) // max(1, block_bytes)))
     step = max(1, -(-n // pieces))
     for start in range(0, n, step):
         yield strings.slice(start, step)

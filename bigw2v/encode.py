@@ -160,6 +160,20 @@ def drop_mapped_pages(array, upto, released_byte):
     return released_byte
 
 
+class MappedPages:
+    """The pages of a memory-mapped array dropped behind a moving position
+    (``drop_mapped_pages`` and its state): a pass over a file-backed array would
+    otherwise leave all of it resident. A no-op for an array in memory."""
+
+    def __init__(self, array):
+        self.array = array
+        self.released_byte = 0
+
+    def drop(self, upto):
+        """Drop the pages of items [:upto] (those of earlier calls are gone already)."""
+        self.released_byte = drop_mapped_pages(self.array, upto, self.released_byte)
+
+
 class EncodedCorpus:
     """The encoded corpus, memory-mapped read-only."""
 
@@ -168,7 +182,7 @@ class EncodedCorpus:
         with open(os.path.join(directory, ENCODED_META)) as f:
             self.meta = json.load(f)
         self.tokens = np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r")
-        self._released_byte = 0
+        self._pages = MappedPages(self.tokens)
         self._released_upto = 0
         # Mapped, not loaded: a billion-token corpus has tens of millions of sentences.
         # np.asarray drops the memmap subclass (which Numba does not take), keeping the mapping.
@@ -184,16 +198,16 @@ class EncodedCorpus:
         kernel calls, for tokens already trained in this epoch.
         """
         if upto < self._released_upto:
-            self._released_byte = 0  # a new epoch started over
+            self._pages = MappedPages(self.tokens)  # a new epoch started over
         self._released_upto = upto
-        self._released_byte = drop_mapped_pages(self.tokens, upto, self._released_byte)
+        self._pages.drop(upto)
 
     @property
     def n_tokens(self):
         return int(self.tokens.shape[0])
 
 
-def _input_files(manifest, workdir):
+def input_files(manifest, workdir):
     """The counted inputs, checked unchanged since counting."""
     settings = manifest["settings"]
     inputs = []
@@ -231,7 +245,7 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
     directory = encoding_dir(workdir, key)
     if os.path.exists(os.path.join(directory, ENCODED_META)):
         return EncodedCorpus(directory), True
-    inputs = _input_files(manifest, workdir)
+    inputs = input_files(manifest, workdir)
     return encode_slice(inputs, words, directory, n_tokens, threads=threads, progress=progress,
                         block_bytes=block_bytes, key=key, recount_hint=workdir,
                         normalize=manifest["settings"].get("normalize")), False
@@ -261,8 +275,8 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
         raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     started = time.time()
     try:
-        position = _write_tokens(inputs, WordTable.from_words(words, normalize), tokens, sentences,
-                                 threads, progress, block_bytes, where)
+        position = write_tokens(inputs, WordTable.from_words(words, normalize), tokens, sentences,
+                                threads, progress, block_bytes, where)
     except BaseException:
         sentences.close()
         raise
@@ -285,7 +299,7 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
     return EncodedCorpus(directory)
 
 
-def _write_tokens(inputs, table, tokens, sentences, threads, progress, block_bytes, where):
+def write_tokens(inputs, table, tokens, sentences, threads, progress, block_bytes, where):
     """Encode the inputs' blocks in order into ``tokens`` and ``sentences``; return the count.
 
     One table for all threads: encoding only reads it (the Numba kernel
@@ -293,7 +307,7 @@ def _write_tokens(inputs, table, tokens, sentences, threads, progress, block_byt
     """
     n_tokens = tokens.shape[0]
     position = 0
-    released = [0, 0]  # bytes of the token map dropped from memory, at token position
+    pages, released_at = MappedPages(tokens), 0
     bar = progress_bar(sum(inp.size for inp in inputs), "encode", unit="B", enabled=progress)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="encode") if threads > 1 else None
     try:
@@ -310,9 +324,9 @@ def _write_tokens(inputs, table, tokens, sentences, threads, progress, block_byt
                     sentences.add_breaks(line_ends + position)
                 position += ids.shape[0]
                 # Written pages would otherwise all stay resident: 4 GB for a billion tokens.
-                if position - released[1] >= RELEASE_EVERY:
-                    released[0] = drop_mapped_pages(tokens, position, released[0])
-                    released[1] = position
+                if position - released_at >= RELEASE_EVERY:
+                    pages.drop(position)
+                    released_at = position
                 bar.update(done_bytes + read - bar.n)
             # A newline between files: a sentence never spans two inputs.
             sentences.add_breaks(np.array([position], dtype=np.int64))

@@ -8,11 +8,8 @@ the token IDs of a counted workdir rather than over text:
    hold every word's exact count), so a word under min-count still separates
    its neighbours, and with true line ends (``phrases/base/``);
 2. each pass counts the adjacent pairs of its token stream (never across a
-   line break) as uint64 keys ``a << 32 | b``: chunks of the stream are sorted
-   and reduced in threads, the reduced runs are kept in memory up to a budget
-   and otherwise spilled to hash partitions on disk, then each partition is
-   summed and scored on its own, so memory is bounded whatever the number of
-   distinct pairs (``count_pairs``);
+   line break) exactly in bounded memory (``pairs.py``), and scores them a
+   partition at a time;
 3. a pair is joined when its score passes the pass's threshold, greedily left
    to right (a word joined to its left neighbour cannot start a pair with its
    right one: ``join_tokens``); pass k+1 runs on pass k's joined stream, so
@@ -22,6 +19,12 @@ the token IDs of a counted workdir rather than over text:
    ``line_starts.npy``, its vocabulary ``vocab.parquet`` and ``phrases.json``,
    written last). ``train`` trains on the joined stream while ``phrases.json``
    matches the workdir's count (``in_use``, ``encode_phrased``).
+
+Memory is bounded whatever the corpus: the counted words stay one Arrow array
+(``Vocabulary``: Python strings only for the words of phrases), pair counting
+has its budget (``pairs.MEMORY_ROWS``), and every pass over a token stream
+(memory-mapped files: the base encoding, each pass's joined stream, the
+result) goes a block at a time with the pages behind dropped (``MappedPages``).
 
 Scores (``score_pairs``): word2phrase's ``(n_ab - min_count) / n_a / n_b *
 train_words`` in float32 and in its order of operations (the C tool's
@@ -38,7 +41,6 @@ import logging
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -49,8 +51,10 @@ from numba import njit
 from . import corpus as corpus_mod
 from . import lock
 from .atomic import atomic_write, write_json
+from .encode import MappedPages, SentenceStartsWriter, input_files, write_tokens
 from .errors import InputDataError, MissingInputError, UsageError, write_failed
-from .pool import ordered_map
+from .pairs import CHUNK_TOKENS, MAX_CONNECTORS, MEMORY_ROWS, count_pairs
+from .wordtable import WordTable
 from .workdir import (SHARDS_DIR, encoding_dir, listdir, read_manifest, read_vocab,
                       write_parquet_atomic)
 
@@ -62,9 +66,7 @@ PHRASES_META = "phrases.json"  # written last: marks the phrase set finished
 PHRASES_FORMAT = "bigw2v-phrases"
 PHRASES_VERSION = 1
 BASE_META = "base.json"
-MAX_CONNECTORS = 7  # connector words inside one candidate (8 bits each in a uint64)
-CHUNK_TOKENS = 1 << 23  # tokens per pair-counting task
-MEMORY_ROWS = 1 << 25  # reduced pair rows kept in memory before spilling (~0.6 GB)
+BLOCK_TOKENS = 1 << 24  # tokens a step of the passes over a whole stream (64 MB of IDs)
 
 # gensim 4's ENGLISH_CONNECTOR_WORDS
 ENGLISH_CONNECTORS = ("a", "an", "the", "for", "of", "with", "without", "at", "from", "to",
@@ -132,48 +134,6 @@ def check_options(passes, thresholds, min_count, delimiter, scorer):
 
 
 @njit(nogil=True, cache=True)
-def pair_keys(tokens, lo, hi, begin, line_starts, li, eligible, conn, out_hi, out_lo):
-    """The candidate keys ending at positions [lo, hi) of ``tokens``; returns how many.
-
-    The walk starts at ``begin`` (<= lo, in line ``li``: line_starts[li] <= begin)
-    to know what precedes ``lo``. A candidate is a non-connector word, up to
-    MAX_CONNECTORS connector words (``conn[w] >= 0``), a non-connector word, all
-    in one line, both ends ``eligible``: key hi = a << 32 | b, lo = the
-    connectors' indices + 1, 8 bits each (0 without connectors).
-    """
-    n = 0
-    n_lines = line_starts.shape[0] - 1
-    next_line = line_starts[li + 1] if li + 1 <= n_lines else hi + 1
-    start = -1
-    code = np.uint64(0)
-    ncon = 0
-    for i in range(begin, hi):
-        while i >= next_line:
-            li += 1
-            next_line = line_starts[li + 1] if li + 1 <= n_lines else hi + 1
-            start = -1
-        w = tokens[i]
-        c = conn[w]
-        if c < 0:
-            if start >= 0 and i >= lo:
-                a = tokens[start]
-                if eligible[a] and eligible[w]:
-                    out_hi[n] = (np.uint64(a) << np.uint64(32)) | np.uint64(w)
-                    out_lo[n] = code
-                    n += 1
-            start = i
-            code = np.uint64(0)
-            ncon = 0
-        elif start >= 0:
-            if ncon == MAX_CONNECTORS:
-                start = -1
-            else:
-                code |= np.uint64(c + 1) << np.uint64(8 * ncon)
-                ncon += 1
-    return n
-
-
-@njit(nogil=True, cache=True)
 def _find_pair(sel_hi, sel_lo, key_hi, key_lo):
     i = np.searchsorted(sel_hi, key_hi)
     while i < sel_hi.shape[0] and sel_hi[i] == key_hi:
@@ -184,23 +144,18 @@ def _find_pair(sel_hi, sel_lo, key_hi, key_lo):
 
 
 @njit(nogil=True, cache=True)
-def join_tokens(tokens, line_starts, conn, sel_hi, sel_lo, sel_id, out, out_line_starts):
-    """Greedy joining, left to right in each line (gensim 4's ``analyze_sentence``;
-    without connectors word2phrase's loop). Returns the number of output tokens.
+def join_tokens(tokens, line_starts, l0, l1, conn, first_of, last_of, sel_hi, sel_lo, sel_id,
+                out, n_out, out_line_starts):
+    """Greedy joining, left to right in each of lines [l0, l1) (gensim 4's
+    ``analyze_sentence``; without connectors word2phrase's loop), written to ``out``
+    from ``n_out`` on. Returns the new ``n_out``.
 
     ``sel_*``: the joined candidates sorted by (hi, lo) and their phrase IDs.
     A candidate is searched for only when its first and last words start and end
-    some phrase (two table lookups): searching the sorted phrases for every
+    some phrase (``first_of``, ``last_of``): searching the sorted phrases for every
     adjacent pair took 0.85 s a pass on wiki1e8, most of the phrase pass.
     """
-    first_of = np.zeros(conn.shape[0], np.bool_)
-    last_of = np.zeros(conn.shape[0], np.bool_)
-    for j in range(sel_hi.shape[0]):
-        first_of[sel_hi[j] >> np.uint64(32)] = True
-        last_of[sel_hi[j] & np.uint64(0xFFFFFFFF)] = True
-    n_out = 0
-    n_lines = line_starts.shape[0] - 1
-    for li in range(n_lines):
+    for li in range(l0, l1):
         out_line_starts[li] = n_out
         s, e = line_starts[li], line_starts[li + 1]
         start = -1
@@ -239,28 +194,53 @@ def join_tokens(tokens, line_starts, conn, sel_hi, sel_lo, sel_id, out, out_line
             for j in range(start, e):
                 out[n_out] = tokens[j]
                 n_out += 1
-    out_line_starts[n_lines] = n_out
     return n_out
 
 
 @njit(nogil=True, cache=True)
-def keep_below(tokens, limit, line_starts, out, out_line_starts):
-    """Tokens < limit copied to ``out`` and the line starts moved with them; returns the count."""
-    n = 0
-    li = 0
-    n_lines = line_starts.shape[0] - 1
-    for i in range(tokens.shape[0]):
-        while li <= n_lines and line_starts[li] <= i:
-            out_line_starts[li] = n
-            li += 1
-        t = tokens[i]
-        if t < limit:
-            out[n] = t
-            n += 1
-    while li <= n_lines:
-        out_line_starts[li] = n
-        li += 1
+def keep_below(tokens, line_starts, l0, l1, limit, out, n, out_line_ends):
+    """The tokens < limit of lines [l0, l1) copied to ``out`` from ``n`` on; each
+    line's end in ``out`` to out_line_ends[li - l0]. Returns the new ``n``, or -1
+    when ``out`` is too short."""
+    for li in range(l0, l1):
+        for i in range(line_starts[li], line_starts[li + 1]):
+            t = tokens[i]
+            if t < limit:
+                if n == out.shape[0]:
+                    return -1
+                out[n] = t
+                n += 1
+        out_line_ends[li - l0] = n
     return n
+
+
+@njit(nogil=True, cache=True)
+def add_counts(tokens, counts):
+    """counts[t] += 1 for each token."""
+    for i in range(tokens.shape[0]):
+        counts[tokens[i]] += 1
+
+
+def line_blocks(lines, block_tokens=BLOCK_TOKENS):
+    """Ranges [l0, l1) of lines holding about ``block_tokens`` tokens (at least one line)."""
+    n_lines = lines.shape[0] - 1
+    l0 = 0
+    while l0 < n_lines:
+        l1 = int(np.searchsorted(lines, lines[l0] + block_tokens, side="right")) - 1
+        l1 = min(max(l1, l0 + 1), n_lines)
+        yield l0, l1
+        l0 = l1
+
+
+def stream_counts(stream, size):
+    """How often each of ``size`` IDs occurs in the memory-mapped ``stream``, read a
+    block at a time with the pages behind dropped."""
+    counts = np.zeros(size, np.int64)
+    tokens, pages = np.asarray(stream), MappedPages(stream)
+    for lo in range(0, tokens.shape[0], BLOCK_TOKENS):
+        add_counts(tokens[lo:lo + BLOCK_TOKENS], counts)
+        pages.drop(lo + BLOCK_TOKENS)
+    return counts
 
 
 @njit(nogil=True, cache=True)
@@ -281,142 +261,7 @@ def render_lines(tokens, line_starts, l0, l1, offsets, arena, out):
     return n
 
 
-# ---------------------------------------------------------------- pair counting
-
-
-def _mix(hi, lo):
-    """A 64-bit hash of keys (for partitions)."""
-    with np.errstate(over="ignore"):
-        x = (hi ^ (lo * np.uint64(0xC2B2AE3D27D4EB4F))) * np.uint64(0x9E3779B97F4A7C15)
-        x ^= x >> np.uint64(29)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-    return x ^ (x >> np.uint64(32))
-
-
-def reduce_keys(hi, lo, n=None):
-    """Sum the counts of equal keys: (hi, lo, count int64) sorted by (hi, lo)."""
-    if n is None:
-        n = np.ones(hi.shape[0], np.int64)
-    if hi.shape[0] == 0:
-        return hi, lo, n.astype(np.int64)
-    order = np.lexsort((lo, hi)) if lo.any() else np.argsort(hi, kind="stable")
-    hi, lo, n = hi[order], lo[order], n[order]
-    edge = np.empty(hi.shape[0], bool)
-    edge[0] = True
-    np.not_equal(hi[1:], hi[:-1], out=edge[1:])
-    edge[1:] |= lo[1:] != lo[:-1]
-    starts = np.flatnonzero(edge)
-    return hi[starts], lo[starts], np.add.reduceat(n, starts).astype(np.int64)
-
-
-def _chunk_pairs(stream, lines, lo_pos, hi_pos, eligible, conn):
-    """Reduced candidate keys ending in [lo_pos, hi_pos): (hi, lo, count), sorted."""
-    begin = max(0, lo_pos - MAX_CONNECTORS - 2)
-    li = int(np.searchsorted(lines, begin, side="right")) - 1
-    begin = max(begin, int(lines[li]))
-    size = hi_pos - lo_pos
-    out_hi = np.empty(size, np.uint64)
-    out_lo = np.zeros(size, np.uint64)
-    n = pair_keys(stream, lo_pos, hi_pos, begin, lines, li, eligible, conn, out_hi, out_lo)
-    out_hi, out_lo = out_hi[:n], out_lo[:n]
-    if n == 0 or out_lo.any():
-        return reduce_keys(out_hi, out_lo)
-    keys = np.sort(out_hi)  # no connectors: one sort, run lengths are the counts
-    edge = np.empty(n, bool)
-    edge[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=edge[1:])
-    starts = np.flatnonzero(edge)
-    counts = np.diff(np.append(starts, n)).astype(np.int64)
-    return keys[starts], out_lo[:starts.shape[0]], counts
-
-
-class PairCounter:
-    """Exact counts of candidate keys: reduced runs in memory up to ``memory_rows``,
-    beyond that spilled to hash partitions in ``spill_dir`` and summed partition by
-    partition (``partitions()`` yields each partition's (hi, lo, count) once)."""
-
-    def __init__(self, spill_dir, memory_rows, n_partitions):
-        self.spill_dir = spill_dir
-        self.memory_rows = memory_rows
-        self.n_partitions = n_partitions
-        self.runs = []
-        self.rows = 0
-        self.spilled_rows = 0
-        self.spills = 0
-
-    def add(self, hi, lo, n):
-        if hi.shape[0] == 0:
-            return
-        self.runs.append((hi, lo, n))
-        self.rows += hi.shape[0]
-        if self.rows > self.memory_rows:
-            self._spill()
-
-    def _spill(self):
-        os.makedirs(self.spill_dir, exist_ok=True)
-        hi = np.concatenate([r[0] for r in self.runs])
-        lo = np.concatenate([r[1] for r in self.runs])
-        n = np.concatenate([r[2] for r in self.runs])
-        self.runs, self.rows = [], 0
-        part = (_mix(hi, lo) % np.uint64(self.n_partitions)).astype(np.int64)
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(self.n_partitions + 1))
-        try:
-            for p in range(self.n_partitions):
-                sel = order[bounds[p]:bounds[p + 1]]
-                for name, arr in (("hi", hi), ("lo", lo), ("n", n)):
-                    with open(os.path.join(self.spill_dir, f"{p:05d}.{name}"), "ab") as f:
-                        f.write(arr[sel].tobytes())
-        except OSError as e:
-            raise write_failed(f"cannot spill pair counts to {self.spill_dir}", e) from None
-        self.spilled_rows += hi.shape[0]
-        self.spills += 1
-
-    def partitions(self):
-        if self.spills == 0:
-            if not self.runs:
-                return
-            if len(self.runs) == 1:
-                yield self.runs[0]
-            else:
-                yield reduce_keys(*(np.concatenate([r[i] for r in self.runs]) for i in range(3)))
-            self.runs = []
-            return
-        if self.runs:
-            self._spill()
-        for p in range(self.n_partitions):
-            arrays = []
-            for name, dtype in (("hi", np.uint64), ("lo", np.uint64), ("n", np.int64)):
-                path = os.path.join(self.spill_dir, f"{p:05d}.{name}")
-                arrays.append(np.fromfile(path, dtype) if os.path.exists(path)
-                              else np.zeros(0, dtype))
-            if arrays[0].shape[0]:
-                yield reduce_keys(*arrays)
-
-    def close(self):
-        shutil.rmtree(self.spill_dir, ignore_errors=True)
-
-
-def count_pairs(stream, lines, eligible, conn, threads, spill_dir, memory_rows=MEMORY_ROWS,
-                chunk_tokens=CHUNK_TOKENS):
-    """A ``PairCounter`` holding the exact counts of the stream's candidate pairs."""
-    n_tokens = stream.shape[0]
-    n_partitions = 16
-    while n_partitions * memory_rows < n_tokens:
-        n_partitions *= 2
-    counter = PairCounter(spill_dir, memory_rows, n_partitions)
-    chunk = max(1024, min(chunk_tokens, memory_rows))
-    tasks = [(lo, min(lo + chunk, n_tokens)) for lo in range(0, n_tokens, chunk)]
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="phrases") if threads > 1 else None
-    try:
-        for hi, lo, n in ordered_map(
-                pool, lambda t: _chunk_pairs(stream, lines, t[0], t[1], eligible, conn),
-                tasks, 2 * threads):
-            counter.add(hi, lo, n)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return counter
+# ---------------------------------------------------------------- scores
 
 
 def score_pairs(scorer, pab, pa, pb, min_count, train_words):
@@ -453,80 +298,145 @@ def _fingerprint(manifest):
 
 
 def read_all_words(workdir):
-    """Every counted word and its exact count (the shards), most frequent first, then by word."""
+    """Every counted word (an Arrow array: no Python object per word) and its exact count
+    (the shards), most frequent first, then by word."""
     files = [os.path.join(workdir, SHARDS_DIR, n) for n in listdir(os.path.join(workdir, SHARDS_DIR))
              if n.endswith(".parquet")]
     if not files:
         raise InputDataError(f"{workdir} has no shards: run `bigw2v count` again")
-    tables = [pq.read_table(f, columns=["word", "count"]) for f in files]
-    table = pa.concat_tables(tables)
+    # one chunk: Arrow sorts a table of 16 chunks about 4x slower
+    table = pa.concat_tables([pq.read_table(f, columns=["word", "count"])
+                              for f in files]).combine_chunks()
     order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("word", "ascending")])
     table = table.take(order)
-    return table.column("word").to_pylist(), table.column("count").to_numpy().astype(np.int64)
+    words = table.column("word").combine_chunks().cast(pa.large_string())
+    return words, table.column("count").to_numpy().astype(np.int64)
 
 
 def base_encoding(workdir, manifest, words, threads, progress):
     """The corpus as IDs of ``words`` (all words) with its true line starts, cached in
-    ``phrases/base/`` under the count's fingerprint. Returns (tokens, line_starts, reused)."""
-    from .encode import _input_files, _write_tokens
-    from .wordtable import WordTable
-
+    ``phrases/base/`` under the count's fingerprint. Returns (tokens, line_starts path,
+    reused); the tokens are memory-mapped."""
     directory = os.path.join(workdir, PHRASES_DIR, "base")
     meta_path = os.path.join(directory, BASE_META)
+    tokens_path = os.path.join(directory, "tokens.npy")
+    lines_path = os.path.join(directory, "line_starts.npy")
     fingerprint = _fingerprint(manifest)
     try:
         with open(meta_path) as f:
             if json.load(f).get("count") == fingerprint:
-                return (np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r"),
-                        np.load(os.path.join(directory, "line_starts.npy")), True)
+                return np.load(tokens_path, mmap_mode="r"), lines_path, True
     except (OSError, ValueError):
         pass
     shutil.rmtree(directory, ignore_errors=True)
     n_tokens = int(manifest["totals"]["tokens"])
-    inputs = _input_files(manifest, workdir)
+    inputs = input_files(manifest, workdir)
     try:
         os.makedirs(directory)
-        tokens = np.lib.format.open_memmap(os.path.join(directory, "tokens.npy"), mode="w+",
-                                           dtype=np.uint32, shape=(n_tokens,))
+        tokens = np.lib.format.open_memmap(tokens_path, mode="w+", dtype=np.uint32,
+                                           shape=(n_tokens,))
+        # line starts: sentence starts never cut (no line is longer than the corpus)
+        lines = SentenceStartsWriter(lines_path, max(1, n_tokens))
     except OSError as e:
         raise write_failed(f"cannot write {directory}", e) from None
-    breaks = _LineBreaks()
-    table = WordTable.from_words(words, manifest["settings"].get("normalize"))
-    position = _write_tokens(inputs, table, tokens, breaks, threads, progress,
-                             corpus_mod.BLOCK_BYTES, f" on {workdir}")
-    if position != n_tokens:
-        raise InputDataError(f"the corpus has fewer words than were counted: "
-                             f"re-run `bigw2v count` on {workdir}")
+    try:
+        position = write_tokens(inputs, WordTable.from_words(words, manifest["settings"]
+                                                             .get("normalize")),
+                                tokens, lines, threads, progress, corpus_mod.BLOCK_BYTES,
+                                f" on {workdir}")
+        if position != n_tokens:
+            raise InputDataError(f"the corpus has fewer words than were counted: "
+                                 f"re-run `bigw2v count` on {workdir}")
+    except BaseException:
+        lines.close()
+        raise
     tokens.flush()
     del tokens
-    lines = breaks.line_starts(n_tokens)
     try:
-        np.save(os.path.join(directory, "line_starts.npy"), lines)
+        n_lines = lines.finish(n_tokens)
     except OSError as e:
         raise write_failed(f"cannot write {directory}", e) from None
-    write_json(meta_path, {"count": fingerprint, "tokens": n_tokens,
-                           "lines": int(lines.shape[0] - 1), "words": len(words)})
-    return (np.load(os.path.join(directory, "tokens.npy"), mmap_mode="r"), lines, False)
+    write_json(meta_path, {"count": fingerprint, "tokens": n_tokens, "lines": n_lines,
+                           "words": len(words)})
+    return np.load(tokens_path, mmap_mode="r"), lines_path, False
 
 
-class _LineBreaks:
-    """Collects the line ends (a token position per LF, and one per input end)."""
+class Vocabulary:
+    """The words a pass's token IDs stand for: the counted words (one Arrow array, no
+    Python object per word: a billion-token corpus has tens of millions) then the
+    phrases made so far (Python strings, with their words: they are few)."""
 
-    def __init__(self):
-        self.parts = []
+    def __init__(self, words, delimiter):
+        self.base = words
+        self.n_base = len(words)
+        self.phrases = []  # the strings of IDs n_base, n_base + 1, ...
+        self.parts = {}  # a phrase's ID -> its counted words
+        # a phrase equal to a counted word (a corpus may hold "new_york") is that word
+        with_delimiter = np.flatnonzero(pc.match_substring(words, delimiter)
+                                        .to_numpy(zero_copy_only=False))
+        self.ids = dict(zip(words.take(pa.array(with_delimiter)).to_pylist(),
+                            with_delimiter.tolist()))
 
-    def add_breaks(self, breaks):
-        breaks = np.asarray(breaks, np.int64)
-        if breaks.shape[0]:
-            self.parts.append(breaks)
+    def __len__(self):
+        return self.n_base + len(self.phrases)
 
-    def line_starts(self, n_tokens):
-        """int64 [L+1] from 0 to n_tokens, strictly increasing: lines without words
-        are dropped (they join nothing and hold nothing)."""
-        if n_tokens == 0:
-            return np.zeros(1, np.int64)
-        ends = np.concatenate(self.parts) if self.parts else np.zeros(0, np.int64)
-        return np.unique(np.concatenate([[0], ends, [n_tokens]])).astype(np.int64)
+    def connectors(self, connector_words):
+        """int16 [len]: each ID's index among ``connector_words`` or -1 (phrases are none)."""
+        conn = np.full(len(self), -1, np.int16)
+        if connector_words:
+            found = pc.index_in(self.base, value_set=pa.array(connector_words, pa.large_string()))
+            conn[:self.n_base] = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
+        return conn
+
+    def strings(self, ids):
+        """{id: its string} for an array of IDs."""
+        ids = np.unique(np.asarray(ids, np.int64))
+        base = ids[ids < self.n_base]
+        found = dict(zip(base.tolist(), self.base.take(pa.array(base)).to_pylist()))
+        found.update((i, self.phrases[i - self.n_base]) for i in ids[ids >= self.n_base].tolist())
+        return found
+
+    def parts_of(self, i, string):
+        return self.parts.get(i, (string,))
+
+    def add(self, string, parts):
+        """The ID of phrase ``string`` (made of the counted words ``parts``), new or not."""
+        i = self.ids.get(string)
+        if i is None:
+            i = self.ids[string] = len(self)
+            self.phrases.append(string)
+            self.parts[i] = parts
+        return i
+
+    def arrow(self):
+        return pa.concat_arrays([self.base, pa.array(self.phrases, pa.large_string())])
+
+
+def join_stream(stream, lines, conn, sel_hi, sel_lo, sel_id, tokens_path, lines_path):
+    """``stream`` (lines starting at ``lines``) with the selected pairs joined, written a
+    block of lines at a time to ``tokens_path`` and ``lines_path`` (memory-mapped, the
+    pages behind dropped). Returns the joined stream (memory-mapped)."""
+    first_of = np.zeros(conn.shape[0], np.bool_)
+    last_of = np.zeros(conn.shape[0], np.bool_)
+    first_of[(sel_hi >> np.uint64(32)).astype(np.int64)] = True
+    last_of[(sel_hi & np.uint64(0xFFFFFFFF)).astype(np.int64)] = True
+    out = np.lib.format.open_memmap(tokens_path, mode="w+", dtype=np.uint32,
+                                    shape=(stream.shape[0],))
+    out_lines = np.lib.format.open_memmap(lines_path, mode="w+", dtype=np.int64,
+                                          shape=(lines.shape[0],))
+    tokens, starts = np.asarray(stream), np.asarray(lines)
+    written, joined_starts = np.asarray(out), np.asarray(out_lines)
+    pages = [MappedPages(a) for a in (stream, lines, out, out_lines)]
+    n_out = 0
+    for l0, l1 in line_blocks(starts):
+        n_out = join_tokens(tokens, starts, l0, l1, conn, first_of, last_of, sel_hi, sel_lo,
+                            sel_id, written, n_out, joined_starts)
+        for p, upto in zip(pages, (starts[l1], l1, n_out, l1)):
+            p.drop(upto)
+    joined_starts[-1] = n_out
+    out.flush()
+    out_lines.flush()
+    return out[:n_out]
 
 
 # ---------------------------------------------------------------- the passes
@@ -572,13 +482,10 @@ def _phrases(workdir, passes, thresholds, min_count, delimiter, scorer, connecto
         os.remove(meta_path)  # the marker goes first
     words, counts = read_all_words(workdir)
     t0 = time.time()
-    stream, lines, reused = base_encoding(workdir, manifest, words, threads, progress)
+    stream, lines_path, reused = base_encoding(workdir, manifest, words, threads, progress)
     encode_seconds = time.time() - t0
-    parts = [(w,) for w in words]  # the base words of each token
-    by_string = {w: i for i, w in enumerate(words) if delimiter in w}
-    conn_index = {w: k for k, w in enumerate(connector_words)}
-    by_word = {w: i for i, w in enumerate(words) if w in conn_index} if conn_index else {}
-    base_conn = None
+    vocab = Vocabulary(words, delimiter)
+    del words
     tmp = os.path.join(pdir, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp, exist_ok=True)
@@ -586,87 +493,46 @@ def _phrases(workdir, passes, thresholds, min_count, delimiter, scorer, connecto
     pass_figures = []
     for k in range(passes):
         t_pass = time.time()
-        vocab_size = len(words)
-        counts = np.bincount(stream, minlength=vocab_size).astype(np.int64) if k else counts
+        if counts is None:  # the stream changed: its words' counts
+            counts = stream_counts(stream, len(vocab))
+        lines = np.load(lines_path, mmap_mode="r")
         train_words = int(stream.shape[0])
         thr = thresholds[k]
-        conn = np.full(vocab_size, -1, np.int16)
-        for w, c in conn_index.items():
-            i = by_word.get(w) if k == 0 else None
-            if i is not None:
-                conn[i] = c
-        if k and connector_words:
-            conn[:len(base_conn)] = base_conn
+        conn = vocab.connectors(connector_words)
         eligible = counts >= min_count
         if scorer == "default" and thr > 0:
             # n_ab <= min(n_a, n_b), so a score above thr needs n_a, n_b < train_words / thr
             eligible &= counts < train_words / thr * 1.001 + 1
         eligible &= conn < 0
-        if k == 0:
-            base_conn = conn.copy()
-        counter = count_pairs(stream, lines, eligible.astype(np.uint8), conn, threads,
+        counter = count_pairs(stream, lines, eligible.astype(np.uint8), conn,
+                              int(counts[eligible].sum()), threads,
                               os.path.join(tmp, f"pairs-{k + 1}"), memory_rows, chunk_tokens)
-        sel = [[], [], [], []]
-        distinct = 0
         try:
-            for hi, lo, n in counter.partitions():
-                distinct += hi.shape[0]
-                keep = n >= min_count
-                hi, lo, n = hi[keep], lo[keep], n[keep]
-                a = (hi >> np.uint64(32)).astype(np.int64)
-                b = (hi & np.uint64(0xFFFFFFFF)).astype(np.int64)
-                score = score_pairs(scorer, n, counts[a], counts[b], min_count, train_words)
-                keep = _above(scorer, score, thr)
-                for lst, arr in zip(sel, (hi[keep], lo[keep], n[keep], score[keep])):
-                    lst.append(arr)
+            selected, distinct = _select(counter, counts, scorer, thr, min_count, train_words)
             spills = counter.spills
         finally:
             counter.close()
-        sel_hi, sel_lo, sel_n, sel_score = (np.concatenate(s) if s else np.zeros(0, d)
-                                            for s, d in zip(sel, (np.uint64, np.uint64,
-                                                                   np.int64, np.float64)))
-        order = np.lexsort((sel_lo, sel_hi))
-        sel_hi, sel_lo, sel_n, sel_score = sel_hi[order], sel_lo[order], sel_n[order], sel_score[order]
-        sel_id = np.empty(sel_hi.shape[0], np.uint32)
-        pass_rows = {}
-        for j, (h, l, cnt, sc) in enumerate(zip(sel_hi.tolist(), sel_lo.tolist(),
-                                                 sel_n.tolist(), sel_score.tolist())):
-            a, b = h >> 32, h & 0xFFFFFFFF
-            middle = []
-            while l:
-                middle.append(connector_words[(l & 0xFF) - 1])
-                l >>= 8
-            string = delimiter.join([words[a], *middle, words[b]])
-            pid = by_string.get(string)
-            if pid is None:
-                pid = by_string[string] = len(words)
-                words.append(string)
-                parts.append(parts[a] + tuple(middle) + parts[b])
-            sel_id[j] = pid
-            row = pass_rows.get(string)
-            if row is None:
-                pass_rows[string] = [string, list(parts[pid]), cnt, sc, k + 1]
-            else:
-                row[2] += cnt
-                row[3] = max(row[3], sc)
-        rows.extend(pass_rows.values())
+        sel_hi, sel_lo = selected[0], selected[1]
+        sel_id, pass_rows = _name(vocab, selected, connector_words, delimiter, k + 1)
+        rows.extend(pass_rows)
         joined = 0
         if sel_hi.shape[0]:
-            conn_all = np.full(len(words), -1, np.int16)
-            conn_all[:vocab_size] = conn
-            out = np.lib.format.open_memmap(os.path.join(tmp, f"stream-{k + 1}.npy"), mode="w+",
-                                            dtype=np.uint32, shape=(train_words,))
-            out_lines = np.empty(lines.shape[0], np.int64)
-            n_out = join_tokens(stream, lines, conn_all, sel_hi, sel_lo, sel_id, out, out_lines)
-            joined = train_words - n_out
-            stream, lines = out[:n_out], out_lines
+            stream = join_stream(stream, lines, conn, sel_hi, sel_lo, sel_id,
+                                 os.path.join(tmp, f"stream-{k + 1}.npy"),
+                                 os.path.join(tmp, f"lines-{k + 1}.npy"))
+            lines_path = os.path.join(tmp, f"lines-{k + 1}.npy")
+            joined = train_words - stream.shape[0]
+            counts = None
+        del lines
         pass_figures.append({"pass": k + 1, "threshold": thr, "train_words": train_words,
                              "distinct_pairs": distinct, "phrases": len(pass_rows),
                              "joined_occurrences": int(joined), "spills": spills,
                              "seconds": round(time.time() - t_pass, 3)})
         log.info("pass %d: %d phrases above %g (%d occurrences joined, %d distinct pairs)",
                  k + 1, len(pass_rows), thr, joined, distinct)
-    record = _write_result(workdir, manifest, words, stream, lines, rows, {
+    if counts is None:
+        counts = stream_counts(stream, len(vocab))
+    record = _write_result(workdir, manifest, vocab, counts, stream, lines_path, rows, {
         "passes": passes, "thresholds": thresholds, "min_count": min_count,
         "delimiter": delimiter, "scorer": scorer, "connectors": list(connector_words)},
         pass_figures, encode_seconds, reused, started)
@@ -678,28 +544,88 @@ def _phrases(workdir, passes, thresholds, min_count, delimiter, scorer, connecto
     return record
 
 
-def _write_result(workdir, manifest, words, stream, lines, rows, settings, pass_figures,
-                  encode_seconds, reused, started):
+def _select(counter, counts, scorer, threshold, min_count, train_words):
+    """The pairs scoring above ``threshold``, partition by partition: ((hi, lo, count,
+    score) sorted by (hi, lo), the number of distinct pairs)."""
+    sel = [[], [], [], []]
+    distinct = 0
+    for hi, lo, n in counter.partitions():
+        distinct += hi.shape[0]
+        keep = np.flatnonzero(n >= min_count)
+        hi, lo, n = hi[keep], lo[keep], n[keep]
+        a = (hi >> np.uint64(32)).astype(np.int64)
+        b = (hi & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        score = score_pairs(scorer, n, counts[a], counts[b], min_count, train_words)
+        keep = _above(scorer, score, threshold)
+        for lst, arr in zip(sel, (hi[keep], lo[keep], n[keep], score[keep])):
+            lst.append(arr)
+    selected = [np.concatenate(s) if s else np.zeros(0, d)
+                for s, d in zip(sel, (np.uint64, np.uint64, np.int64, np.float64))]
+    order = np.lexsort((selected[1], selected[0]))
+    return [arr[order] for arr in selected], distinct
+
+
+def _name(vocab, selected, connector_words, delimiter, pass_number):
+    """The phrase IDs of the selected pairs (new phrases added to ``vocab``) and the
+    pass's rows of phrases.parquet (pairs that make the same string summed)."""
+    sel_hi, sel_lo, sel_n, sel_score = selected
+    sel_id = np.empty(sel_hi.shape[0], np.uint32)
+    ends = vocab.strings(np.concatenate([sel_hi >> np.uint64(32),
+                                         sel_hi & np.uint64(0xFFFFFFFF)]).astype(np.int64))
+    pass_rows = {}
+    for j, (h, l, cnt, sc) in enumerate(zip(sel_hi.tolist(), sel_lo.tolist(),
+                                             sel_n.tolist(), sel_score.tolist())):
+        a, b = h >> 32, h & 0xFFFFFFFF
+        middle = []
+        while l:
+            middle.append(connector_words[(l & 0xFF) - 1])
+            l >>= 8
+        string = delimiter.join([ends[a], *middle, ends[b]])
+        pid = vocab.add(string, vocab.parts_of(a, ends[a]) + tuple(middle)
+                        + vocab.parts_of(b, ends[b]))
+        sel_id[j] = pid
+        row = pass_rows.get(string)
+        if row is None:
+            pass_rows[string] = [string, list(vocab.parts_of(pid, string)), cnt, sc,
+                                 pass_number]
+        else:
+            row[2] += cnt
+            row[3] = max(row[3], sc)
+    return sel_id, list(pass_rows.values())
+
+
+def _write_result(workdir, manifest, vocab, counts, stream, lines_path, rows, settings,
+                  pass_figures, encode_seconds, reused, started):
+    """phrases/vocab.parquet, tokens.npy (the stream renumbered by the vocabulary's order),
+    line_starts.npy, phrases.parquet, then phrases.json."""
     pdir = os.path.join(workdir, PHRASES_DIR)
-    final_counts = np.bincount(stream, minlength=len(words)).astype(np.int64)
-    table = pa.table({"word": pa.array(words, pa.string()), "count": final_counts})
+    table = pa.table({"word": vocab.arrow().cast(pa.string()), "count": counts})
     order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("word", "ascending")])
-    n_kept = int((final_counts > 0).sum())
+    n_kept = int((counts > 0).sum())
     order = order.to_numpy()[:n_kept]
-    remap = np.zeros(len(words), np.uint32)
+    remap = np.zeros(len(vocab), np.uint32)
     remap[order] = np.arange(n_kept, dtype=np.uint32)
     try:
         write_parquet_atomic(table.take(order), os.path.join(pdir, "vocab.parquet"))
+        del table, order
         tokens_path = os.path.join(pdir, "tokens.npy")
         out = np.lib.format.open_memmap(tokens_path + ".tmp.npy", mode="w+", dtype=np.uint32,
                                         shape=(stream.shape[0],))
-        step = 1 << 24
-        for lo in range(0, stream.shape[0], step):
-            out[lo:lo + step] = remap[stream[lo:lo + step]]
+        tokens, renumbered = np.asarray(stream), np.asarray(out)
+        pages = (MappedPages(stream), MappedPages(out))
+        for lo in range(0, tokens.shape[0], BLOCK_TOKENS):
+            renumbered[lo:lo + BLOCK_TOKENS] = remap[tokens[lo:lo + BLOCK_TOKENS]]
+            for p in pages:
+                p.drop(lo + BLOCK_TOKENS)
         out.flush()
-        del out
+        del out, renumbered
         os.replace(tokens_path + ".tmp.npy", tokens_path)
-        np.save(os.path.join(pdir, "line_starts.npy"), lines)
+        lines_out = os.path.join(pdir, "line_starts.npy")
+        if os.path.dirname(lines_path) == os.path.join(pdir, "tmp"):
+            os.replace(lines_path, lines_out)
+        else:  # the base's (no pass joined anything)
+            shutil.copyfile(lines_path, lines_out)
+        n_lines = int(np.load(lines_out, mmap_mode="r").shape[0]) - 1
         rows.sort(key=lambda r: (r[4], -r[2], r[0]))
         ptable = pa.table([pa.array([r[i] for r in rows], t.type)
                            for i, t in enumerate(PHRASES_SCHEMA)], schema=PHRASES_SCHEMA)
@@ -715,7 +641,7 @@ def _write_result(workdir, manifest, words, stream, lines, rows, settings, pass_
               "phrase_set": "p-" + h.hexdigest()[:12], "count": fingerprint,
               "settings": settings, "phrases": len(rows),
               "tokens": int(stream.shape[0]), "vocab_size": n_kept,
-              "lines": int(lines.shape[0] - 1),
+              "lines": n_lines,
               "passes": pass_figures,
               "figures": {"encode_seconds": round(encode_seconds, 3), "encoding_reused": reused,
                           "seconds": round(time.time() - started, 3)}}
@@ -761,39 +687,53 @@ def read_phrased_vocab(workdir):
     return read_vocab(os.path.join(workdir, PHRASES_DIR, "vocab.parquet"))
 
 
-def encode_phrased(workdir, manifest, record, words, key):
-    """The joined corpus as an encoding of ``words`` (a prefix of the phrased vocabulary)
-    in ``WORKDIR/encoded/<key>/``, as ``encode.encode`` makes it. Returns (corpus, reused)."""
-    from .encode import ENCODED_FORMAT, ENCODED_META, ENCODED_VERSION, EncodedCorpus
-    from .encode import sentence_starts_from_breaks
+def encode_phrased(workdir, manifest, record, words, n_tokens, key):
+    """The joined corpus as an encoding of ``words`` (a prefix of the phrased vocabulary,
+    whose counts sum to ``n_tokens``) in ``WORKDIR/encoded/<key>/``, as ``encode.encode``
+    makes it, written once a block of lines at a time. Returns (corpus, reused)."""
+    from .encode import (ENCODED_FORMAT, ENCODED_META, ENCODED_VERSION, EncodedCorpus,
+                         SentenceStartsWriter)
 
     directory = encoding_dir(workdir, key)
     if os.path.exists(os.path.join(directory, ENCODED_META)):
         return EncodedCorpus(directory), True
     started = time.time()
     pdir = os.path.join(workdir, PHRASES_DIR)
-    tokens = np.load(os.path.join(pdir, "tokens.npy"), mmap_mode="r")
-    lines = np.load(os.path.join(pdir, "line_starts.npy"))
+    stream = np.load(os.path.join(pdir, "tokens.npy"), mmap_mode="r")
+    lines = np.load(os.path.join(pdir, "line_starts.npy"), mmap_mode="r")
     shutil.rmtree(directory, ignore_errors=True)
     try:
         os.makedirs(directory)
-        tmp = np.lib.format.open_memmap(os.path.join(directory, "kept.tmp.npy"), mode="w+",
-                                        dtype=np.uint32, shape=(tokens.shape[0],))
-        out_lines = np.empty(lines.shape[0], np.int64)
-        n = keep_below(tokens, np.uint32(len(words)), lines, tmp, out_lines)
         out = np.lib.format.open_memmap(os.path.join(directory, "tokens.npy"), mode="w+",
-                                        dtype=np.uint32, shape=(n,))
-        out[:] = tmp[:n]
+                                        dtype=np.uint32, shape=(n_tokens,))
+        sentences = SentenceStartsWriter(os.path.join(directory, "sentence_starts.npy"),
+                                         corpus_mod.MAX_SENTENCE_WORDS)
+        tokens, starts, kept = np.asarray(stream), np.asarray(lines), np.asarray(out)
+        pages = (MappedPages(stream), MappedPages(lines), MappedPages(out))
+        ends = np.empty(0, np.int64)
+        n = 0
+        limit = np.uint32(len(words))
+        for l0, l1 in line_blocks(starts):
+            if ends.shape[0] < l1 - l0:
+                ends = np.empty(l1 - l0, np.int64)
+            n = keep_below(tokens, starts, l0, l1, limit, kept, n, ends)
+            if n < 0:
+                break
+            sentences.add_breaks(ends[:l1 - l0])
+            for p, upto in zip(pages, (starts[l1], l1, n)):
+                p.drop(upto)
+        if n != n_tokens:
+            sentences.close()
+            raise InputDataError(f"{pdir} does not hold the tokens its vocabulary counts: "
+                                 f"run `bigw2v phrases {workdir}` again")
         out.flush()
-        del out, tmp
-        os.remove(os.path.join(directory, "kept.tmp.npy"))
-        starts = sentence_starts_from_breaks(out_lines, n, corpus_mod.MAX_SENTENCE_WORDS)
-        np.save(os.path.join(directory, "sentence_starts.npy"), starts)
+        del out, kept
+        n_sentences = sentences.finish(n)
     except OSError as e:
         raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     write_json(os.path.join(directory, ENCODED_META), {
         "format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key, "tokens": int(n),
-        "sentences": int(starts.shape[0] - 1), "vocab_size": len(words),
+        "sentences": n_sentences, "vocab_size": len(words),
         "max_sentence_words": corpus_mod.MAX_SENTENCE_WORDS,
         "normalize": manifest["settings"].get("normalize"),
         "phrase_set": record["phrase_set"], "seconds": round(time.time() - started, 3)})
@@ -806,31 +746,27 @@ def phrased_key(plain_key, record):
 
 def write_text_file(workdir, path):
     """The joined corpus as text: a line per input line, tokens separated by a space."""
-
     pdir = os.path.join(workdir, PHRASES_DIR)
-    words, _ = read_phrased_vocab(workdir)
-    tokens = np.load(os.path.join(pdir, "tokens.npy"), mmap_mode="r")
-    lines = np.load(os.path.join(pdir, "line_starts.npy"))
-    arr = pa.array(words, pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], np.int64, len(words) + 1).copy()
-    arena = (np.frombuffer(arr.buffers()[2], np.uint8, int(offsets[-1])).copy()
-             if arr.buffers()[2] is not None else np.zeros(0, np.uint8))
+    words = (pq.read_table(os.path.join(pdir, "vocab.parquet"), columns=["word"])
+             .column("word").combine_chunks().cast(pa.large_string()))
+    stream = np.load(os.path.join(pdir, "tokens.npy"), mmap_mode="r")
+    lines = np.load(os.path.join(pdir, "line_starts.npy"), mmap_mode="r")
+    _, offset_buf, data_buf = words.buffers()
+    offsets = np.frombuffer(offset_buf, np.int64, len(words) + 1, words.offset * 8)
+    arena = (np.frombuffer(data_buf, np.uint8) if data_buf is not None
+             else np.zeros(0, np.uint8))
     lengths = np.diff(offsets)
-    n_lines = lines.shape[0] - 1
+    tokens, starts = np.asarray(stream), np.asarray(lines)
+    pages = (MappedPages(stream), MappedPages(lines))
     try:
         f = open(path, "wb") if path != "-" else os.fdopen(os.dup(1), "wb")
         with f:
-            l0 = 0
-            step = 1 << 22
-            while l0 < n_lines:
-                # lines up to about `step` tokens (at least one line)
-                l1 = int(np.searchsorted(lines, lines[l0] + step, side="right")) - 1
-                l1 = min(max(l1, l0 + 1), n_lines)
-                seg = tokens[lines[l0]:lines[l1]]
-                size = int(lengths[seg].sum()) + seg.shape[0] + (l1 - l0)
-                out = np.empty(size, np.uint8)
-                n = render_lines(tokens, lines, l0, l1, offsets, arena, out)
+            for l0, l1 in line_blocks(starts, 1 << 22):
+                seg = tokens[starts[l0]:starts[l1]]
+                out = np.empty(int(lengths[seg].sum()) + seg.shape[0] + (l1 - l0), np.uint8)
+                n = render_lines(tokens, starts, l0, l1, offsets, arena, out)
                 f.write(out[:n].data)
-                l0 = l1
+                for p, upto in zip(pages, (starts[l1], l1)):
+                    p.drop(upto)
     except OSError as e:
         raise write_failed(f"cannot write {path}", e) from None

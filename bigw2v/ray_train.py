@@ -90,7 +90,7 @@ class NodeTrainer:
     def __init__(self, workdir, manifest, words, counts, settings_dict, key, threads):
         import numba
 
-        from .encode import EncodedCorpus, _input_files, encode_slice
+        from .encode import EncodedCorpus, encode_slice, input_files
         from .settings import TrainSettings
         from .trainer import chunk_plan, prepare_job
         s = TrainSettings.from_dict(settings_dict)
@@ -100,7 +100,7 @@ class NodeTrainer:
             # Encoded beside, then renamed into place: nodes sharing a disk (several on
             # one machine) may encode at once; the first rename wins, the rest reuse it.
             private = f"{directory}.{os.getpid()}.tmp"
-            encode_slice(_input_files(manifest, workdir), words, private, int(counts.sum()),
+            encode_slice(input_files(manifest, workdir), words, private, int(counts.sum()),
                          threads=threads, progress=False, key=key,
                          normalize=manifest["settings"].get("normalize"))
             try:

@@ -485,7 +485,8 @@ def _prepare_corpus(workdir, session):
         return words, counts, None, {"encode_seconds": 0.0, "encoding_reused": False}
     started = time.time()
     if phrased:
-        corpus, reused = encode_phrased(workdir, manifest, phrased, words, key)
+        corpus, reused = encode_phrased(workdir, manifest, phrased, words,
+                                        int(counts.sum()), key)
     else:
         corpus, reused = encode(workdir, manifest, words, int(counts.sum()), threads=s.threads,
                                 progress=session.options.progress, key=key)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bigw2v.counter import count
+from bigw2v.pairs import MAX_CONNECTORS, count_pairs
 from bigw2v.phraser import phrases, write_text_file
 
 
@@ -159,6 +160,59 @@ def test_exact_across_spills(corpus, tmp_path):
         [p["distinct_pairs"] for p in fresh["passes"]]
     assert pq.read_table(os.path.join(workdir, "phrases.parquet")).to_pylist() == want
     assert joined_lines(workdir, tmp_path, "b.txt") == want_text
+
+
+def reference_pair_counts(stream, lines, conn, eligible):
+    """Candidate keys counted in plain Python: (hi, lo) -> count (pairs.pair_keys' rule)."""
+    got = Counter()
+    for s, e in zip(lines[:-1].tolist(), lines[1:].tolist()):
+        start, code, ncon = None, 0, 0
+        for w in stream[s:e].tolist():
+            if conn[w] < 0:
+                if start is not None and eligible[start] and eligible[w]:
+                    got[(start << 32 | w, code)] += 1
+                start, code, ncon = w, 0, 0
+            elif start is not None:
+                if ncon == MAX_CONNECTORS:
+                    start = None
+                else:
+                    code |= (int(conn[w]) + 1) << (8 * ncon)
+                    ncon += 1
+    return got
+
+
+@pytest.mark.parametrize("connectors", [False, True])
+def test_pair_counts_exact_in_many_partitions(tmp_path, connectors):
+    """A tiny memory budget: hundreds of partitions and many spills, the same exact counts
+    as in memory and as a plain-Python count."""
+    rng = np.random.default_rng(11)
+    n = 30000
+    stream = (rng.zipf(1.4, n).clip(max=600) - 1).astype(np.uint32)
+    lines = np.unique(np.concatenate([[0], rng.integers(1, n, 500), [n]])).astype(np.int64)
+    conn = np.full(600, -1, np.int16)
+    if connectors:
+        conn[[1, 3, 4]] = [0, 1, 2]
+    eligible = ((np.arange(600) % 7 != 0) & (conn < 0)).astype(np.uint8)
+    want = reference_pair_counts(stream, lines, conn, eligible)
+    max_keys = int(eligible[stream].sum())
+
+    def counted(memory_rows):
+        counter = count_pairs(stream, lines, eligible, conn, max_keys, 2,
+                              str(tmp_path / f"spill-{memory_rows}"), memory_rows, 1024)
+        got = Counter()
+        for hi, lo, c in counter.partitions():
+            assert np.all(np.diff(hi.astype(np.float64)) >= 0)
+            for key in zip(hi.tolist(), lo.tolist(), c.tolist()):
+                assert (key[0], key[1]) not in got  # each key in one partition, once
+                got[(key[0], key[1])] = key[2]
+        figures = (counter.n_partitions, counter.spills)
+        counter.close()
+        return got, figures
+
+    small, (partitions, spills) = counted(40)
+    assert partitions > 100 and spills > 10
+    assert small == want
+    assert counted(1 << 20) == (want, (1, 0))
 
 
 def test_incremental_equals_fresh(tmp_path):

@@ -407,8 +407,9 @@ def cmd_phrases(args):
     per_pass = ", ".join(f"pass {p['pass']} (> {p['threshold']:g}): {p['phrases']:,}"
                          for p in info["passes"])
     if info["phrases"] == 0:
-        print(f"no pair scored above the threshold: 0 phrases ({per_pass}); train will "
-              f"train on words", file=sys.stderr)
+        print(f"0 phrases: no pair scored above the threshold ({per_pass}) in "
+              f"{info['figures']['seconds']:.1f} s; train will train on words", file=sys.stderr)
+        return
     print(f"{info['phrases']:,} phrases ({per_pass}) in {info['figures']['seconds']:.1f} s; "
           f"{_human(info['tokens'])} tokens after joining -> "
           f"{os.path.join(args.workdir, 'phrases.parquet')} (phrase set "

@@ -93,6 +93,36 @@ class InputFile:
         return remote.is_uri(self.path)
 
 
+@dataclass(frozen=True)
+class FilePart:
+    """Bytes ``start`` to ``stop`` of a plain local text file: a share of one large input.
+
+    Read (``input_blocks``), both bounds move forward to a word boundary, just
+    after the first separator at or after the byte before them, so the parts
+    of a file read in order give each of its words once, whole: a word that
+    straddles a bound belongs to the part before it. A part ends a sentence,
+    as the end of a file does.
+    """
+
+    input: InputFile
+    start: int
+    stop: int
+
+    @property
+    def path(self) -> str:
+        return self.input.path
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def splittable(inp: InputFile) -> bool:
+    """Whether ``inp`` can be read in parts (``FilePart``): a plain local text file."""
+    return (inp.kind == records.TEXT and inp.compression is None and inp.path != "-"
+            and not inp.remote and _mappable(inp.path))
+
+
 # ---------------------------------------------------------------- inputs
 
 
@@ -448,23 +478,23 @@ def input_blocks(inp: InputFile, block_bytes: int = BLOCK_BYTES) -> Iterator[tup
     after it (``iter_blocks``'s truncation). Compressed files, standard
     input and pipes are read through ``open_input`` (blocks are bytes).
 
+    A ``FilePart`` is read the same way, from its first word boundary to its
+    last; the bytes read count from its start.
+
     The file must not shrink while it is mapped (the OS would kill the
     process on touching a page that is gone); a shrink seen between blocks
     raises InputDataError.
     """
     if block_bytes < 1:
         raise UsageError(f"block size must be at least 1 byte, not {block_bytes}")
+    if isinstance(inp, FilePart):
+        yield from _part_blocks(inp, block_bytes)
+        return
     if inp.kind in records.RECORD_KINDS:
         yield from _record_blocks(inp, block_bytes)
         return
     if inp.path != "-" and not inp.remote and inp.compression is None and _mappable(inp.path):
-        try:
-            file = open(inp.path, "rb", buffering=0)
-        except FileNotFoundError:
-            raise MissingInputError(f"no such file or directory: {inp.path}") from None
-        except OSError as exc:
-            raise MissingInputError(f"cannot read {inp.path}: {exc.strerror or exc}") from None
-        with file:
+        with _open_plain(inp.path) as file:
             yield from _mapped_blocks(file, inp.path, os.fstat(file.fileno()).st_size, block_bytes)
         return
     with open_input(inp) as stream:
@@ -507,13 +537,41 @@ def _mappable(path: str) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
-def _mapped_blocks(file, path: str, size: int, block_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
-    pos = 0
-    while pos < size:
-        stop = min(size, pos + block_bytes)
+def _open_plain(path: str):
+    try:
+        return open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        raise MissingInputError(f"no such file or directory: {path}") from None
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _part_blocks(part: FilePart, block_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
+    """``input_blocks`` of a part: its bounds moved to word boundaries, bytes read from there."""
+    with _open_plain(part.path) as file:
+        size = os.fstat(file.fileno()).st_size
+        first, end = (_word_bound(file, part.path, size, b) for b in (part.start, part.stop))
+        for block, read in _mapped_blocks(file, part.path, size, block_bytes, first, end):
+            yield block, read - first
+
+
+def _word_bound(file, path: str, size: int, at: int) -> int:
+    """Where a part bound at byte ``at`` falls: just after the first separator at ``at - 1``
+    or later (so a word straddling ``at`` stays whole, before it), 0 or the end of the file."""
+    if at <= 0 or at >= size:
+        return min(max(at, 0), size)
+    return min(size, _next_separator_at(file, path, size, at - 1) + 1)
+
+
+def _mapped_blocks(file, path: str, size: int, block_bytes: int, pos: int = 0,
+                   last: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """Blocks of bytes ``pos`` to ``last`` (a word boundary; None: the end of the file)."""
+    last = size if last is None else last
+    while pos < last:
+        stop = min(last, pos + block_bytes)
         window = _map(file, path, size, pos, stop)
-        if stop == size:
-            yield window, size
+        if stop == last:
+            yield window, last
             return
         end = _last_separator_in(window)
         if end >= 0:

@@ -16,6 +16,7 @@ again with the same min-count reuses the file and a new count makes a new one.
 """
 
 import hashlib
+import io
 import json
 import mmap
 import os
@@ -252,13 +253,17 @@ def encode(workdir, manifest, words, n_tokens, threads=1, progress=True,
 
 
 def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
-                 block_bytes=corpus.BLOCK_BYTES, key=None, recount_hint=None, normalize=None):
+                 block_bytes=corpus.BLOCK_BYTES, key=None, recount_hint=None, normalize=None,
+                 at_most=False):
     """Encode ``inputs`` (a slice of the corpus, or all of it) into ``directory``.
 
     The unit an engine runs per slice, with explicit state: the inputs
-    (``corpus.InputFile``), the vocabulary ``words`` and ``n_tokens``, the
-    number of their tokens that are in it (the token file is preallocated to
-    exactly that). ``recount_hint`` names the workdir in the error when the
+    (``corpus.InputFile`` or ``corpus.FilePart``), the vocabulary ``words``
+    and ``n_tokens``, the number of their tokens that are in it (the token
+    file is preallocated to exactly that). ``at_most``: ``n_tokens`` only
+    bounds that number (a slice's share of the vocabulary's tokens is not
+    counted anywhere): the token file is preallocated sparse and cut to the
+    tokens written. ``recount_hint`` names the workdir in the error when the
     text disagrees with that number. ``normalize``: the count's normalisation
     (count.json's ``settings.normalize``), applied to the text the same way.
     Returns the ``EncodedCorpus``.
@@ -280,23 +285,44 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
     except BaseException:
         sentences.close()
         raise
-    if position != n_tokens:
+    if position != n_tokens and not at_most:
         sentences.close()
         raise InputDataError(f"the corpus has fewer words than were counted: "
                              f"re-run `bigw2v count`{where}")
     tokens.flush()
     del tokens
     try:
-        n_sentences = sentences.finish(n_tokens)
+        if position < n_tokens:
+            shorten_npy(os.path.join(directory, "tokens.npy"), position)
+        n_sentences = sentences.finish(position)
     except OSError as e:
         raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key,
-            "tokens": n_tokens, "sentences": n_sentences,
+            "tokens": position, "sentences": n_sentences,
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
             "normalize": normalize,
             "seconds": round(time.time() - started, 3)}
     write_json(os.path.join(directory, ENCODED_META), meta)
     return EncodedCorpus(directory)
+
+
+def shorten_npy(path, n):
+    """Cut the 1-d .npy file at ``path`` to its first ``n`` items, in place.
+
+    Its header keeps its length: numpy pads the first axis's length in the
+    header so that files can grow or shrink along it.
+    """
+    array = np.load(path, mmap_mode="r")
+    offset, dtype = array.offset, array.dtype
+    del array
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                  "fortran_order": False, "shape": (n,)})
+    if len(header.getvalue()) != offset:
+        raise OSError(f"{path}: the header of {n} items would not fit where it is")
+    with open(path, "r+b") as f:
+        f.write(header.getvalue())
+        f.truncate(offset + n * dtype.itemsize)
 
 
 def write_tokens(inputs, table, tokens, sentences, threads, progress, block_bytes, where):

@@ -1,12 +1,17 @@
 """Pass 2 on a Ray cluster: one actor per node, Hogwild inside, hot rows synced often.
 
-Each node runs one ``NodeTrainer`` actor with all its cores. The actor
-encodes the corpus itself from the counted inputs (URIs or paths every node
-sees; the vocabulary comes through the object store) into a cache on its own
-disk, and trains its share of every epoch's chunks: chunk c goes to node
-c mod N, so each node sees the whole corpus's mix, and the learning rate,
-computed by the kernel from a sentence's global position, follows the global
-word count as on one machine.
+Each node runs one ``NodeTrainer`` actor with all its cores, on its own
+slice of the corpus (``slices.py``: N consecutive slices of about equal
+words, a large plain file cut by byte range). The actor encodes only its
+slice, from the counted inputs (URIs or paths every node sees; the
+vocabulary comes through the object store), into a cache on its own disk,
+and trains it with the kernels of a local run; the sampling tables come
+from the whole corpus's counts. Training runs in rounds (``Steps``): after
+round r of R an epoch, every node has trained r/R of its slice's tokens, so
+a round is about ``sync_words`` words on every node whatever its slice's
+size, and the learning rate, which the kernel computes from a sentence's
+position in the node's own slice, is the global fraction of the run on
+every node, ending at ``min_alpha`` on each.
 
 Nodes keep their own copy of both weight matrices and combine them on a
 schedule after Intel's pWord2Vec (Ji et al.): training runs in rounds of
@@ -25,13 +30,18 @@ measures both.
 
 The driver keeps the model directory as on one machine: at every full sync
 it writes the combined weights into MODELDIR's weight files and, when due, a
-checkpoint with the position (the next global chunk), so ``--resume`` after
-a killed driver continues from there. An actor that dies mid-run is started
-again and every node goes back to the last full sync, and the run finishes.
+checkpoint with the position (the round of the epoch, and every node's next
+chunk in its slice), so ``--resume`` after a killed driver continues from
+there, on as many nodes as the run started with (run.json records them;
+another count would cut other slices, and is refused). An actor that dies
+mid-run is started again (it finds its slice's encoding on its disk, or
+makes it again) and every node goes back to the last full sync, and the run
+finishes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -41,9 +51,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
+from .atomic import write_json
+from .errors import InputDataError, UsageError
+from .modeldir import RUN_NAME
 from .ray_count import connect, import_ray
 from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS
+from .workdir import ENCODED_META
 
 log = logging.getLogger("bigw2v")
 
@@ -85,30 +98,18 @@ def hot_rows_of_round(r: int, settings: SyncSettings, vocab_size: int) -> int:
 
 
 class NodeTrainer:
-    """One node's trainer: its own weights, its encoding of the corpus, its cores."""
+    """One node's trainer: its own weights, its slice of the corpus (encoded here), its cores."""
 
-    def __init__(self, workdir, manifest, words, counts, settings_dict, key, threads):
+    def __init__(self, words, counts, settings_dict, key, share, normalize, threads):
         import numba
 
-        from .encode import EncodedCorpus, encode_slice, input_files
+        from .encode import EncodedCorpus
         from .settings import TrainSettings
         from .trainer import chunk_plan, prepare_job
         s = TrainSettings.from_dict(settings_dict)
-        # The node's own encoding, kept on its disk for the runs (and restarts) after this one.
-        directory = os.path.join(tempfile.gettempdir(), "bigw2v-ray-encoded", key)
-        if not os.path.exists(os.path.join(directory, "encoded.json")):
-            # Encoded beside, then renamed into place: nodes sharing a disk (several on
-            # one machine) may encode at once; the first rename wins, the rest reuse it.
-            private = f"{directory}.{os.getpid()}.tmp"
-            encode_slice(input_files(manifest, workdir), words, private, int(counts.sum()),
-                         threads=threads, progress=False, key=key,
-                         normalize=manifest["settings"].get("normalize"))
-            try:
-                os.rename(private, directory)
-            except OSError:
-                shutil.rmtree(private, ignore_errors=True)
-        self.corpus = EncodedCorpus(directory)
+        self.corpus = EncodedCorpus(_encoded_slice(share, words, key, normalize, threads))
         self.chunk_starts = chunk_plan(self.corpus.sentence_starts, s.chunk_words)
+        self.chunk_token_starts = np.asarray(self.corpus.sentence_starts[self.chunk_starts])
         # The driver sends the starting weights (set_weights) before any training.
         vocab, dim = len(words), s.dim
         self.weights = {"vectors.npy": np.zeros((vocab, dim), np.float32)}
@@ -116,41 +117,40 @@ class NodeTrainer:
             self.weights["output_vectors.npy"] = np.zeros((vocab, dim), np.float32)
         if s.hs:
             self.weights["hs_vectors.npy"] = np.zeros((vocab - 1, dim), np.float32)
+        # The sampling tables come from the whole corpus's counts: a slice subsamples
+        # and draws noise words as the whole corpus does.
         self.job = prepare_job(self.corpus.tokens, self.corpus.sentence_starts,
                                self.chunk_starts, counts, s, self.weights)
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
     def plan(self):
-        """(chunk_starts, token offset of each chunk boundary, sentences): equal on every node."""
-        starts = self.corpus.sentence_starts
-        return (self.chunk_starts, np.asarray(starts[self.chunk_starts]),
-                int(starts.shape[0] - 1))
+        """(token offset of each of the slice's chunks and of its end, its sentences)."""
+        return self.chunk_token_starts, int(self.corpus.sentence_starts.shape[0] - 1)
 
     def set_weights(self, weights):
         for name, matrix in weights.items():
             self.weights[name][...] = matrix
 
-    def round(self, rows, combined, epoch, chunk_ids, send_rows):
-        """Take the combined first ``rows`` rows, train ``chunk_ids``, send the first ``send_rows``.
+    def round(self, rows, combined, epoch, first, stop, send_rows):
+        """Take the combined first ``rows`` rows, train chunks ``first..stop-1`` of the slice,
+        send the first ``send_rows`` rows.
 
         ``send_rows`` equal to the vocabulary size is a full sync: every matrix
         is sent whole, hierarchical-softmax node rows included.
         """
-        from .trainer import RangeTotals, train_range
+        from .trainer import train_range
         if rows:
             for name, matrix in combined.items():
                 self.weights[name][:rows] = matrix
         started = time.perf_counter()
-        loss, terms, trained = 0.0, 0, 0
-        for first, stop in _ranges(chunk_ids):
-            t = train_range(self.job, epoch, first, stop)
-            loss, terms, trained = loss + t.loss, terms + t.terms, trained + t.trained
+        totals = train_range(self.job, epoch, first, stop)
         seconds = time.perf_counter() - started
+        self.corpus.release(int(self.chunk_token_starts[stop]))
         full = send_rows >= self.weights["vectors.npy"].shape[0]
         names = self.weights if full else [n for n in FREQUENCY_ORDERED if n in self.weights]
         sent = {name: self.weights[name][:send_rows].copy() for name in names} \
             if send_rows else {}
-        return RangeTotals(loss, terms, trained), sent, seconds
+        return totals, sent, seconds
 
 
 # Matrices whose row i is the i-th most frequent word (synced by prefix, hottest
@@ -158,16 +158,34 @@ class NodeTrainer:
 FREQUENCY_ORDERED = ("vectors.npy", "output_vectors.npy")
 
 
-def _ranges(chunk_ids):
-    """Consecutive chunk ids as (first, stop) pairs (train_range takes ranges)."""
-    ids = list(chunk_ids)
-    i = 0
-    while i < len(ids):
-        j = i
-        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
-            j += 1
-        yield ids[i], ids[j] + 1
-        i = j + 1
+def slice_directory(share, key):
+    """Where a node keeps its encoding of slice ``share`` of the corpus with encoding ``key``.
+
+    On the node's own disk, named by the key and the slice's pieces.
+    """
+    name = f"{key}-{hashlib.sha256(repr(share.pieces).encode()).hexdigest()[:12]}"
+    return os.path.join(tempfile.gettempdir(), "bigw2v-ray-encoded", name)
+
+
+def _encoded_slice(share, words, key, normalize, threads):
+    """The directory of this node's encoding of its slice (a ``slices.Slice``).
+
+    Made on first use and kept for the runs (and restarts) after this one.
+    """
+    from .encode import encode_slice
+    directory = slice_directory(share, key)
+    name = os.path.basename(directory)
+    if not os.path.exists(os.path.join(directory, ENCODED_META)):
+        # Encoded beside, then renamed into place: nodes sharing a disk (several on
+        # one machine) may encode at once; the first rename wins, the rest reuse it.
+        private = f"{directory}.{os.getpid()}.tmp"
+        encode_slice(list(share.pieces), words, private, share.most_tokens, threads=threads,
+                     progress=False, key=name, normalize=normalize, at_most=True)
+        try:
+            os.rename(private, directory)
+        except OSError:
+            shutil.rmtree(private, ignore_errors=True)
+    return directory
 
 
 # ---------------------------------------------------------------- the driver
@@ -176,26 +194,31 @@ def _ranges(chunk_ids):
 class Nodes:
     """The run's actors, one per node, started (and started again) by the driver."""
 
-    def __init__(self, address, nodes, actor_args):
+    def __init__(self, address, nodes):
         from .ray_count import cluster_shape
         self.ray, self.connected = connect(address)
         alive, self.cpus = cluster_shape(self.ray)
         self.count = nodes or alive
+        self.actors = []
         if self.count > alive:
             self.close()
             raise UsageError(f"--nodes {self.count}: the Ray cluster has {alive} node(s)")
-        self.actor_args = actor_args
-        self.actor_class = self.ray.remote(NodeTrainer).options(
-            num_cpus=self.cpus, scheduling_strategy="SPREAD", max_restarts=0)
-        self.actors = [self._start() for _ in range(self.count)]
         self.restarts = 0
         self.rounds = None
 
-    def _start(self):
-        return self.actor_class.remote(*self.actor_args, self.cpus)
+    def start(self, actor_args):
+        """Start node k's actor with ``actor_args[k]`` (and its cores), for every node."""
+        self.actor_args = actor_args
+        self.actor_class = self.ray.remote(NodeTrainer).options(
+            num_cpus=self.cpus, scheduling_strategy="SPREAD", max_restarts=0)
+        self.actors = [self._start(k) for k in range(self.count)]
 
-    def plan(self):
-        return self.ray.get(self.actors[0].plan.remote())
+    def _start(self, k):
+        return self.actor_class.remote(*self.actor_args[k], self.cpus)
+
+    def plans(self):
+        """Every node's ``NodeTrainer.plan``, once each has encoded its slice."""
+        return self.ray.get([a.plan.remote() for a in self.actors])
 
     def broadcast(self, mats):
         ref = self.ray.put({name: np.asarray(m) for name, m in mats.items()})
@@ -214,17 +237,51 @@ class Nodes:
             raise UsageError(f"Ray actors died {self.restarts} times in this run: giving up "
                              "(the run can be resumed with --resume)")
         for k in dead:
-            self.actors[k] = self._start()
+            self.actors[k] = self._start(k)
         return dead
 
     def close(self):
-        for actor in getattr(self, "actors", []):
+        for actor in self.actors:
             try:
                 self.ray.kill(actor)
             except Exception:  # already gone
                 pass
         if self.connected:
             self.ray.shutdown()
+
+
+class Steps:
+    """The rounds of an epoch: how far each node has trained its slice after each.
+
+    After round r of R, node k has trained its slice up to r/R of its tokens
+    (to its first chunk boundary there or after), so the nodes walk their
+    slices in step: a round is about the same number of words on every node
+    (none waits for one given more), every node ends the epoch in round R,
+    and each node's learning rate, which the kernel computes from the
+    position in the node's own slice, is the run's global one.
+    """
+
+    def __init__(self, chunk_token_starts, sync_words):
+        self.token_starts = chunk_token_starts      # per node: int64 [chunks + 1]
+        total = sum(self.node_tokens)
+        self.per_epoch = max(1, -(-total // (len(chunk_token_starts) * sync_words)))
+
+    @property
+    def node_tokens(self):
+        return [int(t[-1]) for t in self.token_starts]
+
+    @property
+    def node_chunks(self):
+        return [int(t.shape[0] - 1) for t in self.token_starts]
+
+    def stops(self, r, positions):
+        """Each node's chunk position after round ``r`` (from 1), from ``positions``."""
+        return [max(at, int(np.searchsorted(t, int(t[-1]) * r // self.per_epoch)))
+                for t, at in zip(self.token_starts, positions)]
+
+    def tokens_before(self, positions):
+        """Tokens of the epoch the nodes have trained at ``positions``, summed."""
+        return sum(int(t[at]) for t, at in zip(self.token_starts, positions))
 
 
 class Rounds:
@@ -258,53 +315,44 @@ class Rounds:
         self.combined, self.rows = {}, 0
 
 
-def train_epochs(session, nodes, mats, p, saver, plan, bar):
+def train_epochs(session, nodes, mats, p, saver, steps, bar):
     """The Ray version of ``trainer._run_epochs``: rounds of training and syncing.
 
     ``mats``: MODELDIR's weight files (the combined model, written at full
-    syncs); ``p``: the Progress to advance (``next_chunk`` is a global chunk
-    position); ``saver``: the run's Checkpointer.
+    syncs); ``p``: the Progress to advance (``next_chunk`` is the next round
+    of the epoch, ``positions`` each node's next chunk); ``saver``: the
+    run's Checkpointer; ``steps``: the nodes' ``Steps``.
     """
     from ray.exceptions import RayActorError
-    s, sync = session.settings, session.options.ray_sync
-    chunk_starts, chunk_token_starts, _ = plan
-    n_chunks = chunk_starts.shape[0] - 1
-    words_per_chunk = max(1, int(chunk_token_starts[-1]) // max(n_chunks, 1))
-    sync_words = sync.sync_words or RAY_SYNC_WORDS * nodes.cpus
-    per_round = max(1, sync_words // words_per_chunk) * nodes.count
+    s = session.settings
     rounds = nodes.rounds = Rounds(mats, p)
     nodes.broadcast(mats)
     while p.epoch < s.epochs:
         try:
-            _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar,
-                         np.diff(chunk_token_starts), rounds)
+            _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds)
         except RayActorError as exc:
             dead = nodes.restart_dead()
             _, saved = rounds.last_full
             log.warning("a Ray actor died (%s): node(s) %s started again; every node goes "
-                        "back to the last full sync (epoch %d, chunk %d)",
+                        "back to the last full sync (epoch %d, round %d)",
                         str(exc).splitlines()[0], dead, saved.epoch + 1, saved.next_chunk)
             rounds.back_to_last_full(mats, p)
             nodes.broadcast(mats)
 
 
-def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk_tokens,
-                 rounds):
-    """One epoch from ``p.next_chunk``: rounds of chunks, rows combined after each."""
+def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
+    """One epoch from round ``p.next_chunk``: every node trains its round, rows combined after."""
     ray, s, sync = nodes.ray, session.settings, session.options.ray_sync
     vocab = mats["vectors.npy"].shape[0]
-    r = 0
-    while p.next_chunk < n_chunks:
-        r += 1
-        first, stop = p.next_chunk, min(n_chunks, p.next_chunk + per_round)
-        full = stop == n_chunks or r % sync.full_sync_every == 0
+    while p.next_chunk < steps.per_epoch:
+        r = p.next_chunk + 1
+        stops = steps.stops(r, p.positions)
+        full = r == steps.per_epoch or r % sync.full_sync_every == 0
         send = vocab if full else hot_rows_of_round(r, sync, vocab)
         started = time.perf_counter()
         combined = ray.put(rounds.combined) if rounds.rows else None
-        results = ray.get([
-            a.round.remote(rounds.rows, combined, p.epoch,
-                           [c for c in range(first, stop) if c % nodes.count == k], send)
-            for k, a in enumerate(nodes.actors)])
+        results = ray.get([a.round.remote(rounds.rows, combined, p.epoch, first, stop, send)
+                           for a, first, stop in zip(nodes.actors, p.positions, stops)])
         for totals, _, _ in results:
             p.loss_sum += totals.loss
             p.loss_terms += totals.terms
@@ -318,9 +366,9 @@ def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk
         rounds.count += 1
         rounds.train_seconds += max(seconds for _, _, seconds in results)
         rounds.seconds += time.perf_counter() - started
-        p.next_chunk = stop
-        bar.update(int(chunk_tokens[first:stop].sum()))
-        bar.set_postfix_str(f"epoch {p.epoch + 1}/{s.epochs} round {r} "
+        bar.update(steps.tokens_before(stops) - steps.tokens_before(p.positions))
+        p.positions, p.next_chunk = stops, r
+        bar.set_postfix_str(f"epoch {p.epoch + 1}/{s.epochs} round {r}/{steps.per_epoch} "
                             f"loss {p.loss_sum / max(p.loss_terms, 1):.4f}", refresh=False)
         if not full:
             continue
@@ -328,11 +376,11 @@ def _train_epoch(session, nodes, p, n_chunks, per_round, mats, saver, bar, chunk
         _full_sync(nodes, mats, rounds)
         rounds.bytes += sum(np.asarray(m).nbytes for m in mats.values()) * nodes.count
         rounds.seconds += time.perf_counter() - started
-        epoch_done = p.next_chunk == n_chunks
+        epoch_done = r == steps.per_epoch
         if epoch_done:
             p.epoch_losses.append(p.loss_sum / max(p.loss_terms, 1))
             p.epoch += 1
-            p.next_chunk = 0
+            p.next_chunk, p.positions = 0, [0] * nodes.count
             p.loss_sum, p.loss_terms = 0.0, 0
         rounds.mark_full(mats, p)
         if p.epoch < s.epochs and saver.due(saver.every or 0):
@@ -369,38 +417,52 @@ def _full_sync(nodes, mats, rounds):
 
 def run(session, workdir, words, counts, figures):
     """Train the session's run on Ray; returns model.json's content (``trainer._finish``)."""
-    from . import trainer
+    from . import slices, trainer
+    from .encode import input_files
     from .progress import progress_bar
     from .workdir import read_manifest
     s, sync = session.settings, session.options.ray_sync
     import_ray()
     manifest = read_manifest(workdir)
-    started = time.time()
-    nodes = Nodes(session.options.ray, sync.nodes,
-                  (os.path.abspath(workdir), manifest, words, counts, s.to_dict(),
-                   session.run["encoding_key"]))
+    inputs = input_files(manifest, workdir)
+    normalize = manifest["settings"].get("normalize")
+    nodes = Nodes(session.options.ray, sync.nodes)
     try:
-        plan = nodes.plan()
+        _record_nodes(session, nodes.count)
+        shares = slices.plan(inputs, manifest["inputs"], nodes.count, normalize)
+        started = time.time()
+        words_ref, counts_ref = nodes.ray.put(words), nodes.ray.put(counts)
+        nodes.start([(words_ref, counts_ref, s.to_dict(), session.run["encoding_key"], share,
+                      normalize) for share in shares])
+        plans = nodes.plans()
         figures = {**figures, "encode_seconds": round(time.time() - started, 3)}
-        chunk_starts, chunk_token_starts, sentences = plan
-        mats, p = trainer._restore(session, words, chunk_starts)
-        saver = trainer.Checkpointer(session, chunk_starts.shape[0] - 1, p)
+        sync_words = sync.sync_words or RAY_SYNC_WORDS * nodes.cpus
+        steps = Steps([t for t, _ in plans], sync_words)
         n_tokens = int(counts.sum())
+        _check_coverage(steps, n_tokens, workdir)
+        mats, p = trainer._restore(session, words, steps.node_chunks)
+        p.positions = p.positions or [0] * nodes.count
+        saver = trainer.Checkpointer(session, steps.node_chunks, p)
+        log.info("training %s on %d Ray nodes of %d cores: slices of %s tokens, %d rounds "
+                 "an epoch; from epoch %d round %d (nodes at chunks %s)", s.model, nodes.count,
+                 nodes.cpus, steps.node_tokens, steps.per_epoch, p.epoch + 1, p.next_chunk,
+                 p.positions)
         bar = progress_bar(n_tokens * s.epochs, f"train {s.model} on {nodes.count} Ray nodes",
                            enabled=session.options.progress)
-        bar.update(p.epoch * n_tokens + int(chunk_token_starts[p.next_chunk]))
+        bar.update(p.epoch * n_tokens + steps.tokens_before(p.positions))
         startup = trainer.seconds_since_process_start()
         try:
-            train_epochs(session, nodes, mats, p, saver, plan, bar)
+            train_epochs(session, nodes, mats, p, saver, steps, bar)
         finally:
             bar.close()
         p.train_seconds = saver.train_seconds(time.time())
         r = nodes.rounds
         session.run["ray"] = {"nodes": nodes.count, "cores_per_node": nodes.cpus,
-                              "sync_mode": sync.mode,
-                              "sync_words": sync.sync_words or RAY_SYNC_WORDS * nodes.cpus,
+                              "node_tokens": steps.node_tokens,
+                              "sync_mode": sync.mode, "sync_words": sync_words,
                               "hot_rows": sync.hot_rows,
                               "full_sync_every": sync.full_sync_every,
+                              "rounds_per_epoch": steps.per_epoch,
                               "actor_restarts": nodes.restarts, "rounds": r.count,
                               "sync_share": round(1 - r.train_seconds / max(r.seconds, 1e-9), 4),
                               "bytes_moved": r.bytes,
@@ -408,6 +470,33 @@ def run(session, workdir, words, counts, figures):
     finally:
         nodes.close()
     return trainer._finish(session, mats, words, counts, p, {
-        **figures, "vocab_size": len(words), "sentences": sentences,
-        "chunks": int(chunk_starts.shape[0] - 1), "startup_seconds": round(startup, 3),
+        **figures, "vocab_size": len(words), "sentences": sum(n for _, n in plans),
+        "chunks": sum(steps.node_chunks), "startup_seconds": round(startup, 3),
         "checkpoint_seconds": round(saver.seconds, 3)})
+
+
+def _record_nodes(session, count):
+    """A new run records its node count in run.json; a resumed one must run on as many.
+
+    Each node's slice, and its position in it, belong to the run: another
+    count of nodes would cut the corpus differently.
+    """
+    recorded = session.run.get("ray_nodes")
+    if not session.resuming:
+        session.run["ray_nodes"] = count
+        write_json(os.path.join(session.modeldir, RUN_NAME), session.run)
+    elif recorded is None:
+        raise UsageError(f"the run in {session.modeldir} was started on one machine: resume "
+                         "it without --ray")
+    elif recorded != count:
+        raise UsageError(f"the run in {session.modeldir} was started on {recorded} Ray nodes, "
+                         f"each training its own slice: resume it on {recorded} "
+                         f"(--nodes {recorded}), not {count}")
+
+
+def _check_coverage(steps, n_tokens, workdir):
+    """The slices, encoded, must hold the counted corpus's tokens exactly once."""
+    encoded = sum(steps.node_tokens)
+    if encoded != n_tokens:
+        raise InputDataError(f"the corpus has {'fewer' if encoded < n_tokens else 'more'} "
+                             f"words than were counted: re-run `bigw2v count` on {workdir}")

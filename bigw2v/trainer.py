@@ -72,6 +72,9 @@ class Progress:
     train_seconds: float = 0.0   # summed over all sessions of the run
     checkpoints: int = 0
     sessions: int = 1
+    # On Ray (ray_train.py): each node's next chunk in its own slice, and next_chunk
+    # is the next round of the epoch.
+    positions: list | None = None
 
     @classmethod
     def from_dict(cls, d):
@@ -391,6 +394,9 @@ def _start_session(modeldir, settings, overrides, options):
         # A `latest` link may move on during the run.
         options.init_from = os.path.realpath(options.init_from)
     resuming = options.resume and unfinished
+    if resuming and run.get("ray_nodes") and options.ray is None:
+        raise UsageError(f"the run in {modeldir} was started on {run['ray_nodes']} Ray nodes, "
+                         f"each training its own slice: resume it with --ray")
     if not (resuming or (options.resume and finished is not None)):
         if options.resume:
             log.info("nothing to resume in %s: starting a new run", modeldir)
@@ -515,7 +521,7 @@ def _run(session, corpus, words, counts, figures_so_far):
     """Restore or initialise, build the kernels' inputs, train the epochs, finish."""
     s = session.settings
     chunk_starts = chunk_plan(corpus.sentence_starts, s.chunk_words)
-    mats, p = _restore(session, words, chunk_starts)
+    mats, p = _restore(session, words, int(chunk_starts.shape[0] - 1))
     job = prepare_job(corpus.tokens, corpus.sentence_starts, chunk_starts, counts, s, mats)
     numba.set_num_threads(min(s.threads, numba.config.NUMBA_NUM_THREADS))
     # Load the compiled kernel now (a range of no chunks), so that start-up
@@ -532,8 +538,12 @@ def _run(session, corpus, words, counts, figures_so_far):
         "checkpoint_seconds": round(saver.seconds, 3)})
 
 
-def _restore(session, words, chunk_starts):
-    """The weights and Progress to start from: the newest good checkpoint, or fresh ones."""
+def _restore(session, words, n_chunks):
+    """The weights and Progress to start from: the newest good checkpoint, or fresh ones.
+
+    ``n_chunks``: the chunk plan's size (on Ray, a list: each node's), which
+    the checkpoint's must equal.
+    """
     modeldir, s = session.modeldir, session.settings
     found = None
     if session.resuming:
@@ -548,7 +558,7 @@ def _restore(session, words, chunk_starts):
         write_json(os.path.join(modeldir, RUN_NAME), session.run)
     if found is None:
         return mats, Progress()
-    if found[1].get("n_chunks") != int(chunk_starts.shape[0] - 1):
+    if found[1].get("n_chunks") != n_chunks:
         raise InputDataError(f"checkpoint {found[0]} was made with another chunk plan: "
                              "pass --force to start over")
     p = Progress.from_dict(found[1]["progress"])
@@ -615,7 +625,7 @@ class Checkpointer:
         p.checkpoints = max(p.checkpoints, existing[0][0] if existing else 0) + 1
         checkpoint.write(self.session.modeldir, p.checkpoints, self.names,
                          {"progress": asdict(p), "encoding_key": run["encoding_key"],
-                          "settings": run["settings"], "n_chunks": int(self.n_chunks),
+                          "settings": run["settings"], "n_chunks": self.n_chunks,
                           "created": _now()})
         self.last = time.time()
         self.seconds += self.last - t0

@@ -1,5 +1,6 @@
-"""`train --ray` on the real two-node Ray cluster of the test session: the averaged model is
-as good as a local one, a killed actor and a killed driver (then --resume) still finish."""
+"""`train --ray` on the real two-node Ray cluster of the test session: each node encodes and
+trains only its slice of the corpus, the combined model is as good as a local one, a killed
+actor and a killed driver (then --resume, from every node's position) still finish."""
 
 import json
 import os
@@ -14,7 +15,11 @@ import psutil
 import pytest
 
 import bigw2v
-from bigw2v.ray_train import SyncSettings, hot_rows_of_round
+from bigw2v import checkpoint, slices
+from bigw2v.encode import encoding_key, input_files
+from bigw2v.errors import UsageError
+from bigw2v.ray_train import SyncSettings, hot_rows_of_round, slice_directory
+from bigw2v.workdir import encoding_dir, read_manifest, read_vocab
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Many small chunks and rounds: hot-row rounds (16 of the 77 words), full syncs every
@@ -46,7 +51,21 @@ def test_two_nodes_train_as_well_as_one_machine(ray_cluster, planted_workdir, tm
     local = bigw2v.train(workdir, str(tmp_path / "local"), epochs=4,
                          **{**OPTIONS, "threads": 2})
     assert info["ray"]["nodes"] == 2 and info["ray"]["hot_rows"] == 16
-    assert info["figures"]["chunks"] == local["figures"]["chunks"] > 20
+    assert info["figures"]["chunks"] == pytest.approx(local["figures"]["chunks"], abs=1)
+    assert info["figures"]["chunks"] > 20
+    # Each node encoded only its slice, about half the corpus; read in order, the
+    # slices' tokens are the local run's encoding: the corpus exactly once.
+    n_tokens = info["figures"]["corpus_tokens"]
+    assert sum(info["ray"]["node_tokens"]) == n_tokens
+    assert info["ray"]["node_tokens"] == pytest.approx([n_tokens / 2] * 2, rel=0.02)
+    manifest = read_manifest(workdir)
+    key = encoding_key(read_vocab(workdir)[0], manifest)
+    shares = slices.plan(input_files(manifest, workdir), manifest["inputs"], 2)
+    node_tokens = [np.load(os.path.join(slice_directory(share, key), "tokens.npy"))
+                   for share in shares]
+    assert [t.shape[0] for t in node_tokens] == info["ray"]["node_tokens"]
+    assert np.array_equal(np.concatenate(node_tokens),
+                          np.load(os.path.join(encoding_dir(workdir, key), "tokens.npy")))
     # Every word of every epoch trained once, by one node or the other.
     assert info["figures"]["trained_words"] == pytest.approx(
         local["figures"]["trained_words"], rel=0.02)
@@ -105,9 +124,21 @@ def test_a_driver_killed_mid_run_resumes_with_ray(ray_cluster, planted_workdir, 
     driver.send_signal(signal.SIGKILL)
     assert driver.wait() == -signal.SIGKILL
     assert (modeldir / "run.json").exists() and not (modeldir / "model.json").exists()
+    # The checkpoint holds every node's position in its own slice ...
+    _, state = checkpoint.latest_good(str(modeldir))
+    saved = state["progress"]
+    assert len(saved["positions"]) == len(state["n_chunks"]) == 2
+    assert (min(saved["positions"]) > 0) == (saved["next_chunk"] > 0)
+    # ... which another number of nodes would not have: refused in one line.
+    refused = subprocess.run([sys.executable, "-m", "bigw2v", *args, "--resume", "--nodes", "1"],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == UsageError.exit_code
+    assert "started on 2 Ray nodes" in refused.stderr and "Traceback" not in refused.stderr
     resumed = subprocess.run([sys.executable, "-m", "bigw2v", *args, "--resume", "--json"],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    assert (f"from epoch {saved['epoch'] + 1} round {saved['next_chunk']} "
+            f"(nodes at chunks {saved['positions']})") in resumed.stderr
     info = json.loads(resumed.stdout)
     assert info["figures"]["sessions"] == 2
     assert len(info["figures"]["epoch_losses"]) == 12

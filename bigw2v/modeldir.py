@@ -113,8 +113,9 @@ def describe_run(modeldir, run):
     for path in [p for _, p in checkpoint.list_checkpoints(modeldir)][:1]:
         try:
             progress = read_json(os.path.join(path, checkpoint.STATE_NAME))["progress"]
+            where = "round" if progress.get("positions") else "chunk"
             return (f"checkpoint at epoch {progress['epoch'] + 1}/{run['settings']['epochs']}, "
-                    f"chunk {progress['next_chunk']}")
+                    f"{where} {progress['next_chunk']}")
         except (Bigw2vError, TypeError, KeyError):
             return "its newest checkpoint is unreadable"
     return "no checkpoint yet"

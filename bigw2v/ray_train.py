@@ -158,6 +158,13 @@ class NodeTrainer:
 FREQUENCY_ORDERED = ("vectors.npy", "output_vectors.npy")
 
 
+def node_seed(seed, k):
+    """The seed node ``k`` trains with: the kernel derives a chunk's random stream from
+    (seed, epoch, chunk), and chunk numbers start again at 0 in every slice, so with one
+    seed the nodes would draw the same noise words and subsampling at the same places."""
+    return seed ^ (k << 48)
+
+
 def slice_directory(share, key):
     """Where a node keeps its encoding of slice ``share`` of the corpus with encoding ``key``.
 
@@ -432,8 +439,9 @@ def run(session, workdir, words, counts, figures):
         shares = slices.plan(inputs, manifest["inputs"], nodes.count, normalize)
         started = time.time()
         words_ref, counts_ref = nodes.ray.put(words), nodes.ray.put(counts)
-        nodes.start([(words_ref, counts_ref, s.to_dict(), session.run["encoding_key"], share,
-                      normalize) for share in shares])
+        nodes.start([(words_ref, counts_ref, {**s.to_dict(), "seed": node_seed(s.seed, k)},
+                      session.run["encoding_key"], share, normalize)
+                     for k, share in enumerate(shares)])
         plans = nodes.plans()
         figures = {**figures, "encode_seconds": round(time.time() - started, 3)}
         sync_words = sync.sync_words or RAY_SYNC_WORDS * nodes.cpus

@@ -134,6 +134,10 @@ def test_a_driver_killed_mid_run_resumes_with_ray(ray_cluster, planted_workdir, 
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert refused.returncode == UsageError.exit_code
     assert "started on 2 Ray nodes" in refused.stderr and "Traceback" not in refused.stderr
+    local = args[:args.index("--ray")] + ["--resume"]
+    refused = subprocess.run([sys.executable, "-m", "bigw2v", *local], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == UsageError.exit_code and "resume it with --ray" in refused.stderr
     resumed = subprocess.run([sys.executable, "-m", "bigw2v", *args, "--resume", "--json"],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

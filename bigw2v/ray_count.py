@@ -42,6 +42,10 @@ log = logging.getLogger("bigw2v")
 TASK_RETRIES = 3
 # Seconds between two looks at the tasks still running (progress updates).
 WAIT_SECONDS = 0.5
+# At disconnect Ray waits to send the driver's last task events (what its dashboard
+# shows of the tasks the driver submitted): 0.25 s of every command measured here, for
+# monitoring data only, so the driver does not wait. A value the user set wins.
+SHUTDOWN_FLUSH_ENV = ("RAY_task_events_shutdown_flush_timeout_ms", "0")
 
 
 def import_ray():
@@ -63,6 +67,7 @@ def connect(address: str | None):
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    os.environ.setdefault(*SHUTDOWN_FLUSH_ENV)  # read when this process's Ray starts
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)

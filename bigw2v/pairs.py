@@ -141,8 +141,7 @@ def chunk_pairs(stream, lines, lo_pos, hi_pos, eligible, conn, with_lo):
     n = pair_keys(stream, lo_pos, hi_pos, begin, lines, li, eligible, conn, out_hi, out_lo,
                   with_lo)
     if with_lo:
-        hi, lo, counts = reduce_keys(out_hi[:n], out_lo[:n], np.ones(n, np.int64))
-        return hi, lo, counts
+        return reduce_keys(out_hi[:n], out_lo[:n], np.ones(n, np.int64))
     keys = out_hi[:n]
     keys.sort()  # no connectors: one sort, run lengths are the counts
     counts = np.empty(n, np.int64)

@@ -310,7 +310,16 @@ def read_all_words(workdir):
     order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("word", "ascending")])
     table = table.take(order)
     words = table.column("word").combine_chunks().cast(pa.large_string())
-    return words, table.column("count").to_numpy().astype(np.int64)
+    counts = table.column("count").to_numpy().astype(np.int64)
+    del table, order
+    release_arrow_memory()
+    return words, counts
+
+
+def release_arrow_memory():
+    """Give the memory Arrow's pool keeps for reuse back to the system: sorting tens
+    of millions of words leaves hundreds of MB there, which numpy cannot use."""
+    pa.default_memory_pool().release_unused()
 
 
 def base_encoding(workdir, manifest, words, threads, progress):
@@ -600,14 +609,21 @@ def _write_result(workdir, manifest, vocab, counts, stream, lines_path, rows, se
     line_starts.npy, phrases.parquet, then phrases.json."""
     pdir = os.path.join(workdir, PHRASES_DIR)
     table = pa.table({"word": vocab.arrow().cast(pa.string()), "count": counts})
-    order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("word", "ascending")])
     n_kept = int((counts > 0).sum())
-    order = order.to_numpy()[:n_kept]
-    remap = np.zeros(len(vocab), np.uint32)
-    remap[order] = np.arange(n_kept, dtype=np.uint32)
+    if len(vocab) == vocab.n_base and n_kept == len(vocab):
+        remap = np.arange(n_kept, dtype=np.uint32)  # nothing joined: the counted order
+    else:
+        order = pc.sort_indices(table, sort_keys=[("count", "descending"),
+                                                  ("word", "ascending")])
+        order = order.to_numpy()[:n_kept]
+        remap = np.zeros(len(vocab), np.uint32)
+        remap[order] = np.arange(n_kept, dtype=np.uint32)
+        table = table.take(order)
+        del order
     try:
-        write_parquet_atomic(table.take(order), os.path.join(pdir, "vocab.parquet"))
-        del table, order
+        write_parquet_atomic(table, os.path.join(pdir, "vocab.parquet"))
+        del table
+        release_arrow_memory()
         tokens_path = os.path.join(pdir, "tokens.npy")
         out = np.lib.format.open_memmap(tokens_path + ".tmp.npy", mode="w+", dtype=np.uint32,
                                         shape=(stream.shape[0],))

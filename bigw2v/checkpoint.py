@@ -1,8 +1,9 @@
 """Checkpoints: a consistent copy of the weights plus the progress that goes with them.
 
-The kernels update the working weight files in MODELDIR in place, so after a
-crash those files are *ahead* of anything recorded about them. A checkpoint
-is therefore its own copy, taken between two batches (when no kernel runs):
+The kernels update the working weights in the training process's memory
+(copy-on-write maps of MODELDIR's weight files: nothing is written back while
+training). A checkpoint is their copy on disk, taken between two batches
+(when no kernel runs):
 
     MODELDIR/checkpoint-NNNNNN/
         vectors.npy, output_vectors.npy, hs_vectors.npy   (those the run has)
@@ -21,11 +22,14 @@ and the deletion leaves two), else it is an error that says what is wrong.
 """
 
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
+
+import numpy as np
 
 from .atomic import write_json
 from .errors import InputDataError, write_failed
@@ -74,6 +78,32 @@ def copy_file(source, target):
     return size, digest.hexdigest()
 
 
+def write_matrix(matrix, path):
+    """Write ``matrix`` as a ``.npy`` file at ``path`` (fsynced); return its (size, sha256 hex).
+
+    The working weights live in the training process's memory (see
+    ``trainer._open_weights``), so checkpoints and the finished model are
+    written from it, a block of rows at a time.
+    """
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(matrix.dtype), "fortran_order": False,
+                 "shape": matrix.shape})
+    digest = hashlib.sha256(header.getvalue())
+    size = len(header.getvalue())
+    rows = max(1, COPY_BLOCK // max(1, matrix.strides[0]))
+    with open(path, "wb") as f:
+        f.write(header.getvalue())
+        for start in range(0, matrix.shape[0], rows):
+            block = np.ascontiguousarray(matrix[start:start + rows]).data
+            digest.update(block)
+            f.write(block)
+            size += block.nbytes
+        f.flush()
+        os.fsync(f.fileno())
+    return size, digest.hexdigest()
+
+
 def file_digest(path):
     """(size, sha256 hex) of a file."""
     digest = hashlib.sha256()
@@ -116,8 +146,8 @@ def remove_all(modeldir):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write(modeldir, number, weight_files, state):
-    """Write checkpoint ``number`` of the weight files (names in MODELDIR) and ``state``.
+def write(modeldir, number, matrices, state):
+    """Write checkpoint ``number`` of the weights (``matrices``: file name -> array) and ``state``.
 
     ``state`` is a JSON-able dict of progress; the file records are added
     here. Older checkpoints are deleted once this one is in place. Returns
@@ -129,8 +159,8 @@ def write(modeldir, number, weight_files, state):
         shutil.rmtree(temp, ignore_errors=True)
         os.makedirs(temp)
         files = {}
-        for name in weight_files:
-            size, sha = copy_file(os.path.join(modeldir, name), os.path.join(temp, name))
+        for name, matrix in matrices.items():
+            size, sha = write_matrix(matrix, os.path.join(temp, name))
             files[name] = {"size": size, "sha256": sha}
         record = {"format": STATE_FORMAT, "version": STATE_VERSION, "number": number,
                   **state, "files": files}

@@ -29,7 +29,7 @@ which divides every change by the number of nodes); docs/benchmarks.md
 measures both.
 
 The driver keeps the model directory as on one machine: at every full sync
-it writes the combined weights into MODELDIR's weight files and, when due, a
+it combines the weights into its working copy (``mats``) and, when due, writes a
 checkpoint with the position (the round of the epoch, and every node's next
 chunk in its slice), so ``--resume`` after a killed driver continues from
 there, on as many nodes as the run started with (run.json records them;
@@ -325,8 +325,8 @@ class Rounds:
 def train_epochs(session, nodes, mats, p, saver, steps, bar):
     """The Ray version of ``trainer._run_epochs``: rounds of training and syncing.
 
-    ``mats``: MODELDIR's weight files (the combined model, written at full
-    syncs); ``p``: the Progress to advance (``next_chunk`` is the next round
+    ``mats``: the run's working weights (the combined model, updated at full
+    syncs, written by checkpoints and at the end); ``p``: the Progress to advance (``next_chunk`` is the next round
     of the epoch, ``positions`` each node's next chunk); ``saver``: the
     run's Checkpointer; ``steps``: the nodes' ``Steps``.
     """
@@ -450,7 +450,7 @@ def run(session, workdir, words, counts, figures):
         _check_coverage(steps, n_tokens, workdir)
         mats, p = trainer._restore(session, words, steps.node_chunks)
         p.positions = p.positions or [0] * nodes.count
-        saver = trainer.Checkpointer(session, steps.node_chunks, p)
+        saver = trainer.Checkpointer(session, steps.node_chunks, p, mats)
         log.info("training %s on %d Ray nodes of %d cores: slices of %s tokens, %d rounds "
                  "an epoch; from epoch %d round %d (nodes at chunks %s)", s.model, nodes.count,
                  nodes.cpus, steps.node_tokens, steps.per_epoch, p.epoch + 1, p.next_chunk,

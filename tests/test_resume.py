@@ -62,11 +62,11 @@ def test_a_run_killed_mid_epoch_resumes_to_bit_identical_vectors(planted_workdir
 @pytest.mark.parametrize("copy_call", [2, 4])
 def test_a_kill_inside_a_checkpoint_leaves_the_previous_one_usable(planted_workdir, reference,
                                                                     tmp_path, copy_call):
-    # Each checkpoint copies two files: killed before copy 2, inside the first checkpoint
+    # Each checkpoint writes two matrices: killed before write 2, inside the first checkpoint
     # (no checkpoint yet: the run restarts), before copy 4 inside the second.
     workdir = planted_workdir[0]
     modeldir = str(tmp_path / "m")
-    killed_run(workdir, modeldir, "bigw2v.checkpoint.copy_file", copy_call, when="before")
+    killed_run(workdir, modeldir, "bigw2v.checkpoint.write_matrix", copy_call, when="before")
     assert any(n.endswith(".tmp") for n in os.listdir(modeldir))  # the half-written copy
     assert len(checkpoint.list_checkpoints(modeldir)) == copy_call // 2 - 1
     train(workdir, modeldir, resume=True, progress=False)

@@ -406,6 +406,7 @@ def cmd_phrases(args):
         print(json.dumps(info, indent=1))
     per_pass = ", ".join(f"pass {p['pass']} (> {p['threshold']:g}): {p['phrases']:,}"
                          for p in info["passes"])
+    print(_phrases_reuse(info["figures"]["encoding_reused"]), file=sys.stderr)
     if info["phrases"] == 0:
         print(f"0 phrases: no pair scored above the threshold ({per_pass}) in "
               f"{info['figures']['seconds']:.1f} s; train will train on words", file=sys.stderr)
@@ -414,6 +415,16 @@ def cmd_phrases(args):
           f"{_human(info['tokens'])} tokens after joining -> "
           f"{os.path.join(args.workdir, 'phrases.parquet')} (phrase set "
           f"{info['phrase_set']})", file=sys.stderr)
+
+
+def _phrases_reuse(reused):
+    """What `phrases` reused and what it recomputed (cron runs it after every count)."""
+    if reused:
+        return ("reused the corpus's encoding (the count is unchanged); recomputed every "
+                "pass's pair counts and joins")
+    return ("encoded the corpus (first run, or the count changed: a grown corpus renumbers "
+            "the words) and recomputed every pass: pair counts and scores depend on the "
+            "whole corpus's counts")
 
 
 def cmd_publish(args):

@@ -322,3 +322,5 @@ def test_cli(corpus, tmp_path):
     assert len(summary) == 1 and summary[0].startswith("0 phrases"), r.stderr  # said once
     r = cli("phrases", workdir, "--threshold", "30,15", "-q", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["phrases"] > 0
+    # What was reused and what recomputed is said (the count did not change since).
+    assert "reused the corpus's encoding" in r.stderr, r.stderr

@@ -187,8 +187,9 @@ def open_weights_file(path):
     to the file while training; checkpoints and the finished model are
     written from memory (``checkpoint.write_matrix``). A shared, writable
     map made the kernel write every dirtied page back to disk over and over:
-    at 1.3M words x dim 300 (3.3 GB of weights) the page flusher wrote about
-    500 MB/s for the whole run and training ran at half speed.
+    at 1.4M words x dim 300 (3.2 GB of weights) the page flusher wrote about
+    500 MB/s for the whole run, and training ran 4.7x slower (116k words/s
+    against 546k; docs/design.md, "Memory of `train`").
     """
     return np.load(path, mmap_mode="c")
 

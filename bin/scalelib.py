@@ -54,7 +54,7 @@ def run_sampled(command, log_prefix, interval=0.2):
 
     Memory is sampled every `interval` s and summed over the process and its
     children: `anon` is private memory (RssAnon: what the process allocated),
-    `file` is file-backed pages it has mapped (memory-mapped weights and tokens,
+    `file` is file-backed pages it has mapped (memory-mapped token files,
     which the kernel can drop at will).
     """
     out = open(log_prefix + ".out", "wb")

@@ -22,7 +22,6 @@ and the deletion leaves two), else it is an error that says what is wrong.
 """
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import numpy as np
 
 from .atomic import write_json
 from .errors import InputDataError, write_failed
+from .workdir import npy_header
 
 log = logging.getLogger("bigw2v")
 
@@ -85,15 +85,12 @@ def write_matrix(matrix, path):
     ``trainer._open_weights``), so checkpoints and the finished model are
     written from it, a block of rows at a time.
     """
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        header, {"descr": np.lib.format.dtype_to_descr(matrix.dtype), "fortran_order": False,
-                 "shape": matrix.shape})
-    digest = hashlib.sha256(header.getvalue())
-    size = len(header.getvalue())
+    header = npy_header(matrix.dtype, matrix.shape)
+    digest = hashlib.sha256(header)
+    size = len(header)
     rows = max(1, COPY_BLOCK // max(1, matrix.strides[0]))
     with open(path, "wb") as f:
-        f.write(header.getvalue())
+        f.write(header)
         for start in range(0, matrix.shape[0], rows):
             block = np.ascontiguousarray(matrix[start:start + rows]).data
             digest.update(block)

@@ -16,7 +16,6 @@ again with the same min-count reuses the file and a new count makes a new one.
 """
 
 import hashlib
-import io
 import json
 import mmap
 import os
@@ -32,7 +31,7 @@ from .errors import InputDataError, MissingInputError, write_failed
 from .pool import ordered_map
 from .progress import progress_bar
 from .wordtable import WordTable
-from .workdir import ENCODED_META, encoding_dir
+from .workdir import ENCODED_META, encoding_dir, npy_header
 
 ENCODED_FORMAT = "bigw2v-encoded"
 ENCODED_VERSION = 1
@@ -269,34 +268,10 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
     Returns the ``EncodedCorpus``.
     """
     where = f" on {recount_hint}" if recount_hint else ""
-    shutil.rmtree(directory, ignore_errors=True)
-    try:
-        os.makedirs(directory)
-        tokens = np.lib.format.open_memmap(os.path.join(directory, "tokens.npy"), mode="w+",
-                                           dtype=np.uint32, shape=(n_tokens,))
-        sentences = SentenceStartsWriter(os.path.join(directory, "sentence_starts.npy"),
-                                         corpus.MAX_SENTENCE_WORDS)
-    except OSError as e:
-        raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
     started = time.time()
-    try:
-        position = write_tokens(inputs, WordTable.from_words(words, normalize), tokens, sentences,
-                                threads, progress, block_bytes, where)
-    except BaseException:
-        sentences.close()
-        raise
-    if position != n_tokens and not at_most:
-        sentences.close()
-        raise InputDataError(f"the corpus has fewer words than were counted: "
-                             f"re-run `bigw2v count`{where}")
-    tokens.flush()
-    del tokens
-    try:
-        if position < n_tokens:
-            shorten_npy(os.path.join(directory, "tokens.npy"), position)
-        n_sentences = sentences.finish(position)
-    except OSError as e:
-        raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
+    position, n_sentences = write_encoding(
+        inputs, WordTable.from_words(words, normalize), directory, "sentence_starts.npy",
+        corpus.MAX_SENTENCE_WORDS, n_tokens, threads, progress, block_bytes, where, at_most)
     meta = {"format": ENCODED_FORMAT, "version": ENCODED_VERSION, "key": key,
             "tokens": position, "sentences": n_sentences,
             "vocab_size": len(words), "max_sentence_words": corpus.MAX_SENTENCE_WORDS,
@@ -304,6 +279,42 @@ def encode_slice(inputs, words, directory, n_tokens, threads=1, progress=True,
             "seconds": round(time.time() - started, 3)}
     write_json(os.path.join(directory, ENCODED_META), meta)
     return EncodedCorpus(directory)
+
+
+def write_encoding(inputs, table, directory, starts_name, longest, n_tokens, threads, progress,
+                   block_bytes, where, at_most=False):
+    """Encode ``inputs`` with ``table`` into a new ``directory``: ``tokens.npy`` and the
+    starts file ``starts_name`` (runs cut at ``longest`` tokens). Returns (tokens, runs).
+
+    ``n_tokens``: how many tokens the text holds (``at_most``: at most; the file is then
+    cut to those written); ``where`` ends the error when the text has fewer.
+    """
+    shutil.rmtree(directory, ignore_errors=True)
+    tokens_path = os.path.join(directory, "tokens.npy")
+    try:
+        os.makedirs(directory)
+        tokens = np.lib.format.open_memmap(tokens_path, mode="w+", dtype=np.uint32,
+                                           shape=(n_tokens,))
+        starts = SentenceStartsWriter(os.path.join(directory, starts_name), longest)
+    except OSError as e:
+        raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
+    try:
+        position = write_tokens(inputs, table, tokens, starts, threads, progress, block_bytes,
+                                where)
+        if position != n_tokens and not at_most:
+            raise InputDataError(f"the corpus has fewer words than were counted: "
+                                 f"re-run `bigw2v count`{where}")
+    except BaseException:
+        starts.close()
+        raise
+    tokens.flush()
+    del tokens
+    try:
+        if position < n_tokens:
+            shorten_npy(tokens_path, position)
+        return position, starts.finish(position)
+    except OSError as e:
+        raise write_failed(f"cannot write the encoded corpus in {directory}", e) from None
 
 
 def shorten_npy(path, n):
@@ -315,13 +326,11 @@ def shorten_npy(path, n):
     array = np.load(path, mmap_mode="r")
     offset, dtype = array.offset, array.dtype
     del array
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                  "fortran_order": False, "shape": (n,)})
-    if len(header.getvalue()) != offset:
+    header = npy_header(dtype, (n,))
+    if len(header) != offset:
         raise OSError(f"{path}: the header of {n} items would not fit where it is")
     with open(path, "r+b") as f:
-        f.write(header.getvalue())
+        f.write(header)
         f.truncate(offset + n * dtype.itemsize)
 
 

@@ -51,7 +51,7 @@ from numba import njit
 from . import corpus as corpus_mod
 from . import lock
 from .atomic import atomic_write, write_json
-from .encode import MappedPages, SentenceStartsWriter, input_files, write_tokens
+from .encode import MappedPages, SentenceStartsWriter, input_files, write_encoding
 from .errors import InputDataError, MissingInputError, UsageError, write_failed
 from .pairs import CHUNK_TOKENS, MAX_CONNECTORS, MEMORY_ROWS, count_pairs
 from .wordtable import WordTable
@@ -337,34 +337,12 @@ def base_encoding(workdir, manifest, words, threads, progress):
                 return np.load(tokens_path, mmap_mode="r"), lines_path, True
     except (OSError, ValueError):
         pass
-    shutil.rmtree(directory, ignore_errors=True)
     n_tokens = int(manifest["totals"]["tokens"])
-    inputs = input_files(manifest, workdir)
-    try:
-        os.makedirs(directory)
-        tokens = np.lib.format.open_memmap(tokens_path, mode="w+", dtype=np.uint32,
-                                           shape=(n_tokens,))
-        # line starts: sentence starts never cut (no line is longer than the corpus)
-        lines = SentenceStartsWriter(lines_path, max(1, n_tokens))
-    except OSError as e:
-        raise write_failed(f"cannot write {directory}", e) from None
-    try:
-        position = write_tokens(inputs, WordTable.from_words(words, manifest["settings"]
-                                                             .get("normalize")),
-                                tokens, lines, threads, progress, corpus_mod.BLOCK_BYTES,
-                                f" on {workdir}")
-        if position != n_tokens:
-            raise InputDataError(f"the corpus has fewer words than were counted: "
-                                 f"re-run `bigw2v count` on {workdir}")
-    except BaseException:
-        lines.close()
-        raise
-    tokens.flush()
-    del tokens
-    try:
-        n_lines = lines.finish(n_tokens)
-    except OSError as e:
-        raise write_failed(f"cannot write {directory}", e) from None
+    table = WordTable.from_words(words, manifest["settings"].get("normalize"))
+    # Line starts: starts never cut (no line is longer than the corpus).
+    _, n_lines = write_encoding(input_files(manifest, workdir), table, directory,
+                                os.path.basename(lines_path), max(1, n_tokens), n_tokens,
+                                threads, progress, corpus_mod.BLOCK_BYTES, f" on {workdir}")
     write_json(meta_path, {"count": fingerprint, "tokens": n_tokens, "lines": n_lines,
                            "words": len(words)})
     return np.load(tokens_path, mmap_mode="r"), lines_path, False
@@ -707,8 +685,7 @@ def encode_phrased(workdir, manifest, record, words, n_tokens, key):
     """The joined corpus as an encoding of ``words`` (a prefix of the phrased vocabulary,
     whose counts sum to ``n_tokens``) in ``WORKDIR/encoded/<key>/``, as ``encode.encode``
     makes it, written once a block of lines at a time. Returns (corpus, reused)."""
-    from .encode import (ENCODED_FORMAT, ENCODED_META, ENCODED_VERSION, EncodedCorpus,
-                         SentenceStartsWriter)
+    from .encode import ENCODED_FORMAT, ENCODED_META, ENCODED_VERSION, EncodedCorpus
 
     directory = encoding_dir(workdir, key)
     if os.path.exists(os.path.join(directory, ENCODED_META)):

@@ -46,7 +46,7 @@ from .modeldir import (MODEL_NAME, RUN_FORMAT, RUN_NAME, RUN_VERSION, MODEL_FORM
                        read_run, replaced_by_a_run, weight_files)
 from .progress import progress_bar
 from .settings import TrainSettings, plural, threads_to_use
-from .workdir import VOCAB_NAME, encoding_dir, read_manifest, read_vocab, write_vocab
+from .workdir import VOCAB_NAME, encoding_dir, npy_header, read_manifest, read_vocab, write_vocab
 from .warmstart import check_source as check_init_source, warm_start
 
 log = logging.getLogger("bigw2v")
@@ -159,9 +159,7 @@ def init_input_vectors(path, vocab_size, dim, seed):
     rng = np.random.default_rng(seed)
     rows = max(1, (1 << 22) // dim)
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                "fortran_order": False, "shape": (vocab_size, dim)})
+        f.write(npy_header(np.float32, (vocab_size, dim)))
         for start in range(0, vocab_size, rows):
             block = rng.random((min(vocab_size, start + rows) - start, dim), dtype=np.float32)
             block -= np.float32(0.5)
@@ -173,9 +171,7 @@ def init_input_vectors(path, vocab_size, dim, seed):
 def zero_matrix(path, n_rows, dim):
     """A new all-zero weight file (a sparse file: it reads as zeros), mapped."""
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                "fortran_order": False, "shape": (n_rows, dim)})
+        f.write(npy_header(np.float32, (n_rows, dim)))
         f.truncate(f.tell() + 4 * n_rows * dim)
     return open_weights_file(path)
 

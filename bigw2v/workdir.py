@@ -19,6 +19,7 @@ the vocabulary and the manifest, and clears an old count. The counting pass
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -62,6 +63,16 @@ def listdir(path: str) -> list[str]:
         return sorted(name for name in os.listdir(path) if not name.startswith("."))
     except FileNotFoundError:
         return []
+
+
+def npy_header(dtype, shape) -> bytes:
+    """The header of a C-ordered ``.npy`` file of ``dtype`` and ``shape`` (the bytes that
+    precede its data), for files written a block at a time rather than by ``np.save``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                 "shape": tuple(shape)})
+    return header.getvalue()
 
 
 def write_parquet(table: pa.Table, sink) -> None:

@@ -98,7 +98,7 @@ def count_group_tables(inputs, partitions, spill_words, block_bytes, threads,
     group moves each distinct word once whatever the number of its runs, in
     the compact form the driver writes as it is (no decoding, no encoding).
     """
-    _hold_for_tests()
+    _hold_for_tests(inputs)
     with tempfile.TemporaryDirectory(prefix="bigw2v-count-") as scratch:
         counters = Counters(threads, spill_words, source_options.get("normalize"))
         try:
@@ -116,15 +116,24 @@ def count_group_tables(inputs, partitions, spill_words, block_bytes, threads,
 
 
 # Test-only: while the file named by this variable exists, counting tasks wait
-# at their start (at most a minute), so a test can kill a worker mid-task.
+# at their start (at most a minute), so a test can kill a worker mid-task. A
+# file that names some text holds only the groups with an input whose path
+# holds that text (so a test can let the other groups finish first).
 HOLD_ENV = "BIGW2V_TEST_HOLD_FILE"
 
 
-def _hold_for_tests():
+def _hold_for_tests(inputs):
     import time
     hold = os.environ.get(HOLD_ENV)
     deadline = time.time() + 60
-    while hold and os.path.exists(hold) and time.time() < deadline:
+    while hold and time.time() < deadline:
+        try:
+            with open(hold) as f:
+                only = f.read().strip()
+        except OSError:
+            return
+        if only and not any(only in inp.path for inp in inputs):
+            return
         time.sleep(0.05)
 
 

@@ -112,6 +112,10 @@ def test_a_worker_killed_mid_task_is_retried_and_the_counts_are_unchanged(ray_cl
 def test_a_driver_killed_mid_count_reuses_the_groups_it_recorded(ray_cluster, tmp_path):
     paths = corpus_files(tmp_path, n=4, seed=11)
     workdir = tmp_path / "wd"
+    # The last input's group waits at its start: the driver dies with the other groups
+    # recorded and that one not (without it the groups could all finish before the kill).
+    with open(RAY_HOLD_FILE, "w") as f:
+        f.write(os.path.basename(paths[-1]))
     script = ("import sys, bigw2v; bigw2v.count(sys.argv[3:], sys.argv[1], min_count=2, "
               "threads=2, progress=False, small_input_bytes=0, partitions=5, ray=sys.argv[2])")
     driver = subprocess.Popen([sys.executable, "-c", script, str(workdir), ray_cluster, *paths],
@@ -119,10 +123,13 @@ def test_a_driver_killed_mid_count_reuses_the_groups_it_recorded(ray_cluster, tm
     records = lambda: [d for d in (workdir / "runs").glob("*/input.json")] \
         if (workdir / "runs").exists() else []
     deadline = time.time() + 120
-    while not records() and driver.poll() is None:
-        assert time.time() < deadline, "no group recorded"
-        time.sleep(0.01)
-    driver.kill()
+    try:
+        while len(records()) < len(paths) - 1 and driver.poll() is None:
+            assert time.time() < deadline, "the groups not held were not recorded"
+            time.sleep(0.01)
+        driver.kill()
+    finally:
+        os.remove(RAY_HOLD_FILE)
     assert driver.wait() == -signal.SIGKILL, driver.stderr.read().decode()
     recorded = len(records())
     assert 1 <= recorded < len(paths)  # killed mid-count: some groups recorded, not all

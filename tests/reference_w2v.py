@@ -26,9 +26,12 @@ bigw2v's deliberate differences, written to be read rather than to be fast:
   each context word; nodes scoring beyond +-MAX_EXP get no update (their loss
   still counts). Input gradients are applied at the end of the window, after
   negative sampling when both are on.
-- CBOW: the hidden vector is the sum (or mean) of the context rows; outputs are
-  scored one after another, each updated before the next is scored; the whole,
-  undivided hidden gradient is added to every context word.
+- CBOW: the hidden vector is the sum (or mean) of the context rows; all its
+  outputs (the Huffman path's nodes, then the centre and the noise words) are
+  scored from the rows as they are, then each in turn adds its gradient to the
+  hidden gradient and is updated (the C tool scores each output after updating
+  the previous one: the same unless a row repeats, i.e. a noise word drawn
+  twice); the whole, undivided hidden gradient is added to every context word.
 - Sigmoid and loss come from the interpolated table (``tables.sigmoid_table``),
   saturating beyond +-MAX_EXP.
 
@@ -276,10 +279,14 @@ def cbow_window(centre, contexts, targets, alpha, tab, settings, weights, total,
         outputs += [(weights.nodes, row, label, True) for row, label in tab.path(centre)]
     if settings.negative > 0:
         outputs += [(weights.outputs, row, label, False) for row, label in targets]
-    for matrix, row, label, skip_saturated in outputs:  # one after another
-        g = score(hidden, matrix[row], label, alpha, skip_saturated, tab, total, stats)
-        grad += g * matrix[row]
-        matrix[row] += g * hidden
+    # Every output scored first (the rows as they were), then each in turn
+    # adds its gradient and is updated: a repeated row is updated twice, its
+    # second gradient read after the first update.
+    g = [score(hidden, matrix[row], label, alpha, skip_saturated, tab, total, stats)
+         for matrix, row, label, skip_saturated in outputs]
+    for (matrix, row, _, _), g_out in zip(outputs, g):
+        grad += g_out * matrix[row]
+        matrix[row] += g_out * hidden
     for word in contexts:  # the undivided gradient, to every context word
         weights.inputs[word] += grad
 

@@ -75,26 +75,59 @@ def test_sigmoid_table_is_accurate_and_saturates_like_the_c_tool():
     assert kernels._sigmoid_and_loss(np.float32(7.0), 0.0, table) == (1.0, 7.0)
 
 
-def test_hidden_update_matches_a_numpy_step():
+def hidden_step(hidden, outputs, rows, labels, alpha):
+    """(new outputs, hidden gradient) in float64: all rows scored, then updated in turn."""
+    expected = outputs.astype(np.float64).copy()
+    scores = [(lab - sigmoid(hidden @ expected[r])) * alpha for r, lab in zip(rows, labels)]
+    grad = np.zeros(hidden.shape[0])
+    for r, g in zip(rows, scores):
+        grad += g * expected[r]
+        expected[r] += g * hidden
+    return expected, grad
+
+
+@pytest.mark.parametrize("rows", [[4, 1], [4, 1, 4]], ids=["distinct", "repeated"])
+def test_hidden_update_matches_a_numpy_step(rows):
     rng = np.random.default_rng(1)
     dim = 6
     hidden = rng.normal(size=dim).astype(np.float32)
     outputs = rng.normal(size=(5, dim)).astype(np.float32)
-    expected = outputs.astype(np.float64).copy()
-    rows = np.array([4, 1], dtype=np.int64)
-    labels = np.array([1.0, 0.0], dtype=np.float32)
+    rows = np.array(rows, dtype=np.int64)
+    labels = np.array([1.0] + [0.0] * (len(rows) - 1), dtype=np.float32)
     alpha = 0.05
-    grad_expected = np.zeros(dim)
-    for r, lab in zip(rows, labels):  # the C tool updates output rows one after another
-        g = (lab - sigmoid(hidden @ expected[r])) * alpha
-        grad_expected += g * expected[r]
-        expected[r] += g * hidden
+    expected, grad_expected = hidden_step(hidden, outputs, rows, labels, alpha)
     grad = np.zeros(dim, dtype=np.float32)
-    loss, terms = kernels._hidden_update(hidden, outputs, rows, labels, 2, np.float32(alpha),
-                                         False, tables.sigmoid_table(), grad)
-    assert terms == 2 and loss > 0
+    loss, terms = kernels._hidden_update(hidden, outputs, rows, labels, len(rows),
+                                         np.float32(alpha), False, tables.sigmoid_table(), grad,
+                                         np.empty(len(rows), dtype=np.float32))
+    assert terms == len(rows) and loss > 0
     np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grad, grad_expected, rtol=1e-4, atol=1e-6)
+
+
+def test_hidden_update_equals_the_c_tools_order_when_no_row_repeats():
+    """Scoring every output first changes nothing unless a row repeats (the C tool's
+    order scores each output after updating the one before)."""
+    rng = np.random.default_rng(2)
+    hidden = rng.normal(size=8).astype(np.float32)
+    outputs = rng.normal(size=(6, 8)).astype(np.float32)
+    rows = np.array([5, 0, 3], dtype=np.int64)
+    labels = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    sequential = outputs.astype(np.float64).copy()
+    for r, lab in zip(rows, labels):
+        g = (lab - sigmoid(hidden @ sequential[r])) * 0.05
+        sequential[r] += g * hidden
+    kernels._hidden_update(hidden, outputs, rows, labels, 3, np.float32(0.05), False,
+                           tables.sigmoid_table(), np.zeros(8, dtype=np.float32),
+                           np.empty(3, dtype=np.float32))
+    np.testing.assert_allclose(outputs, sequential, rtol=1e-5, atol=1e-6)
+    repeated = np.array([5, 0, 5], dtype=np.int64)
+    snapshot, _ = hidden_step(hidden, outputs, repeated, labels, 0.05)
+    in_turn = outputs.astype(np.float64).copy()
+    for r, lab in zip(repeated, labels):
+        g = (lab - sigmoid(hidden @ in_turn[r])) * 0.05
+        in_turn[r] += g * hidden
+    assert np.abs(snapshot[5] - in_turn[5]).max() > 1e-6  # the repeat is where they differ
 
 
 def small_problem(vocab=50, dim=16, n_tokens=20000, sentence=100, chunk=20, seed=0):

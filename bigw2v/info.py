@@ -8,26 +8,13 @@ import os
 
 from .errors import MissingInputError
 from .modeldir import MODEL_NAME, RUN_NAME, describe_run, finished_model, read_json, read_run
+from .preflight import tree_bytes
 from .workdir import ENCODED_DIR, ENCODED_META, MANIFEST_NAME, encoding_dir, listdir, read_manifest
-
-
-def _size(path):
-    """Bytes of a file, or of every file below a directory (links not followed)."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        return os.lstat(path).st_size
-    total = 0
-    for top, _, names in os.walk(path):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(top, name)).st_size
-            except OSError:  # removed meanwhile
-                pass
-    return total
 
 
 def _files(directory):
     """{name: bytes} of what a directory holds (hidden names left out), largest first."""
-    sizes = {name: _size(os.path.join(directory, name)) for name in os.listdir(directory)
+    sizes = {name: tree_bytes(os.path.join(directory, name)) for name in os.listdir(directory)
              if not name.startswith(".")}
     return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])))
 

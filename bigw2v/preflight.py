@@ -96,9 +96,15 @@ def _device(path):
 
 
 def tree_bytes(path):
-    """Bytes of the files under ``path`` (0 if absent)."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
+    """Bytes of a file, or of every file below a directory (0 if absent).
+
+    Links count as themselves and are not followed: removing one frees only it.
+    """
+    if os.path.islink(path) or not os.path.isdir(path):
+        try:
+            return os.lstat(path).st_size
+        except OSError:  # absent, or removed meanwhile
+            return 0
     total = 0
     for top, _, names in os.walk(path):
         for name in names:

@@ -75,6 +75,17 @@ def rows_per_block(dim):
     return max(1, min(ROW_BLOCK, BLOCK_BYTES // (8 * max(1, dim))))
 
 
+def _blocks_with_norms(matrix):
+    """(first row, float64 block of rows, their L2 norms), block after block of `matrix`.
+
+    Blocks keep a memory-mapped matrix's float64 copy small, whatever its size.
+    """
+    step = rows_per_block(matrix.shape[1])
+    for start in range(0, matrix.shape[0], step):
+        block = np.asarray(matrix[start:start + step], dtype=np.float64)
+        yield start, block, np.sqrt(np.einsum("ij,ij->i", block, block))
+
+
 def unit_rows(matrix):
     """Return a float32 copy of `matrix` with every row scaled to unit L2 norm.
 
@@ -83,12 +94,9 @@ def unit_rows(matrix):
     """
     matrix = np.asarray(matrix)
     out = np.empty(matrix.shape, dtype=np.float32)
-    step = rows_per_block(matrix.shape[1])
-    for start in range(0, matrix.shape[0], step):
-        block = np.asarray(matrix[start:start + step], dtype=np.float64)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+    for start, block, norms in _blocks_with_norms(matrix):
         norms[norms == 0.0] = 1.0
-        out[start:start + step] = block / norms[:, None]
+        out[start:start + block.shape[0]] = block / norms[:, None]
     return out
 
 
@@ -96,12 +104,9 @@ def inverse_norms(matrix):
     """1 / the L2 norm of every row of `matrix` as float32 (0 for an all-zero row)."""
     matrix = np.asarray(matrix)
     out = np.empty(matrix.shape[0], dtype=np.float32)
-    step = rows_per_block(matrix.shape[1])
-    for start in range(0, matrix.shape[0], step):
-        block = np.asarray(matrix[start:start + step], dtype=np.float64)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+    for start, block, norms in _blocks_with_norms(matrix):
         with np.errstate(divide="ignore"):
-            out[start:start + step] = np.where(norms > 0.0, 1.0 / norms, 0.0)
+            out[start:start + block.shape[0]] = np.where(norms > 0.0, 1.0 / norms, 0.0)
     return out
 
 

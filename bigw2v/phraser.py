@@ -35,6 +35,7 @@ connector words (gensim 4's ``connector_words``), a phrase may hold up to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -510,6 +511,11 @@ def _phrases(workdir, passes, thresholds, min_count, delimiter, scorer, connecto
             lines_path = os.path.join(tmp, f"lines-{k + 1}.npy")
             joined = train_words - stream.shape[0]
             counts = None
+            # The pass before's joined stream is read no more: free its disk now, not
+            # at the end (pass 1 read the base encoding, which is kept).
+            for name in (f"stream-{k}.npy", f"lines-{k}.npy"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(tmp, name))
         del lines
         pass_figures.append({"pass": k + 1, "threshold": thr, "train_words": train_words,
                              "distinct_pairs": distinct, "phrases": len(pass_rows),

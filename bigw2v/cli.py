@@ -15,7 +15,8 @@ from dataclasses import fields
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_IO, Bigw2vError, Interrupted, UsageError, exit_codes_text
-from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS, TrainSettings, plural
+from .settings import (RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_LAG, RAY_SYNC_WORDS,
+                       TrainSettings, plural)
 
 EPILOG_EXIT_CODES = exit_codes_text()
 
@@ -211,6 +212,10 @@ def build_parser():
     g.add_argument("--full-sync-every", type=_positive_int, default=None, metavar="ROUNDS",
                    help=f"rounds between two averagings of every row (also at each epoch's "
                         f"end; default {RAY_FULL_SYNC_EVERY})")
+    g.add_argument("--sync-lag", type=_nonnegative_int, default=None, metavar="ROUNDS",
+                   help=f"rounds a node trains on before the other nodes' changes of a round "
+                        f"reach it: 0 waits for them (default {RAY_SYNC_LAG}: they are "
+                        f"combined while the nodes train)")
     p.add_argument("--no-preflight", action="store_true",
                    help="start even if the weights look too big for the available memory or "
                         "the files too big for the free disk (checked by default; a refusal "
@@ -373,10 +378,13 @@ def cmd_train(args):
     if args.ray is not None:
         from .ray_train import SyncSettings
         sync = {name: getattr(args, name) for name in ("nodes", "sync_mode", "sync_words",
-                                                       "hot_rows", "full_sync_every")
+                                                       "hot_rows", "full_sync_every",
+                                                       "sync_lag")
                 if getattr(args, name) is not None}
         if "sync_mode" in sync:
             sync["mode"] = sync.pop("sync_mode")
+        if "sync_lag" in sync:
+            sync["lag"] = sync.pop("sync_lag")
         ray_sync = SyncSettings(**sync)
     info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
                  force=args.force, init_from=args.init_from,

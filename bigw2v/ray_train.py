@@ -20,16 +20,21 @@ every round the ``hot_rows`` most frequent rows (rows 0..K-1: the
 vocabulary is sorted by count) of the input
 and output matrices are combined over the nodes, twice as many after every
 second round, four times after every fourth, and so on, and every
-``full_sync_every`` rounds (and at each epoch's end) all rows are. The
-driver combines them through the object store, one round trip a round.
-A synced row moves by the sum of the nodes' changes since its last sync
-(``sync_mode`` "sum", the default: what Hogwild threads do to a shared row on
-one machine), or to the mean of the nodes' rows (pWord2Vec's "average",
-which divides every change by the number of nodes); docs/benchmarks.md
-measures both.
+``full_sync_every`` rounds (and at each epoch's end) all rows are. A node
+sends its changes to the rows since it last sent them; the driver combines
+them through the object store while the nodes train the next round, and a
+node adds the other nodes' changes ``lag`` rounds later (1 by default: it
+never waits for the driver between two rounds; 0: before its next round).
+A synced row moves by the sum of the nodes' changes (``sync_mode`` "sum",
+the default: what Hogwild threads do to a shared row on one machine), or
+by their mean (pWord2Vec's "average": the mean of the nodes' rows, as if
+every change were divided by the number of nodes); docs/benchmarks.md
+measures both. Full syncs wait for every node: all start again from the
+combined model.
 
-The driver keeps the model directory as on one machine: at every full sync
-it combines the weights into its working copy (``mats``) and, when due, writes a
+The driver keeps the model directory as on one machine: it adds every
+round's combined changes into its working copy (``mats``), whole at every full
+sync, and then, when due, writes a
 checkpoint with the position (the round of the epoch, and every node's next
 chunk in its slice), so ``--resume`` after a killed driver continues from
 there, on as many nodes as the run started with (run.json records them;
@@ -42,6 +47,7 @@ finishes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -55,7 +61,7 @@ from .atomic import write_json
 from .errors import InputDataError, UsageError
 from .modeldir import RUN_NAME
 from .ray_count import connect, import_ray
-from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_WORDS
+from .settings import RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_LAG, RAY_SYNC_WORDS
 from .workdir import ENCODED_META
 
 log = logging.getLogger("bigw2v")
@@ -73,8 +79,11 @@ class SyncSettings:
     sync_words: int | None = None      # None: RAY_SYNC_WORDS for every core of a node
     hot_rows: int = RAY_HOT_ROWS
     full_sync_every: int = RAY_FULL_SYNC_EVERY
+    lag: int = RAY_SYNC_LAG            # rounds a combine reaches the nodes late: see _train_segment
 
     def checked(self):
+        if self.lag < 0:
+            raise UsageError("--sync-lag must be 0 or more")
         for name in ("sync_words", "full_sync_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -117,6 +126,11 @@ class NodeTrainer:
             self.weights["output_vectors.npy"] = np.zeros((vocab, dim), np.float32)
         if s.hs:
             self.weights["hs_vectors.npy"] = np.zeros((vocab - 1, dim), np.float32)
+        # The weights without this node's changes since it last sent them (rows it has
+        # not sent since a full sync: as of that sync), and its changes sent in rounds
+        # whose combined changes have not come back yet.
+        self.reference = {name: m.copy() for name, m in self.weights.items()}
+        self.sent = {}
         # The sampling tables come from the whole corpus's counts: a slice subsamples
         # and draws noise words as the whole corpus does.
         self.job = prepare_job(self.corpus.tokens, self.corpus.sentence_starts,
@@ -128,28 +142,40 @@ class NodeTrainer:
         return self.chunk_token_starts, int(self.corpus.sentence_starts.shape[0] - 1)
 
     def set_weights(self, weights):
+        """Start again from ``weights`` (a full sync): nothing of this node's is unsent."""
         for name, matrix in weights.items():
             self.weights[name][...] = matrix
+            self.reference[name][...] = matrix
+        self.sent = {}
 
-    def round(self, rows, combined, epoch, first, stop, send_rows):
-        """Take the combined first ``rows`` rows, train chunks ``first..stop-1`` of the slice,
-        send the first ``send_rows`` rows.
+    def round(self, applied, change, epoch, first, stop, r, send_rows):
+        """Take the combined ``change`` of round ``applied``, train chunks ``first..stop-1``
+        of the slice as round ``r``, send this node's changes of the first ``send_rows`` rows.
 
-        ``send_rows`` equal to the vocabulary size is a full sync: every matrix
-        is sent whole, hierarchical-softmax node rows included.
+        ``change`` holds every node's changes of round ``applied`` summed (or
+        averaged); this node's own are already in its weights, so it adds the
+        difference. ``send_rows`` equal to the vocabulary size is a full sync:
+        every matrix is sent whole, hierarchical-softmax node rows included.
         """
         from .trainer import train_range
-        if rows:
-            for name, matrix in combined.items():
-                self.weights[name][:rows] = matrix
+        own = self.sent.pop(applied, {})
+        for name, rows in change.items():
+            others = rows - own[name]
+            self.weights[name][:rows.shape[0]] += others
+            self.reference[name][:rows.shape[0]] += others
         started = time.perf_counter()
         totals = train_range(self.job, epoch, first, stop)
         seconds = time.perf_counter() - started
         self.corpus.release(int(self.chunk_token_starts[stop]))
         full = send_rows >= self.weights["vectors.npy"].shape[0]
         names = self.weights if full else [n for n in FREQUENCY_ORDERED if n in self.weights]
-        sent = {name: self.weights[name][:send_rows].copy() for name in names} \
-            if send_rows else {}
+        sent = {}
+        for name in names if send_rows else ():
+            now, before = self.weights[name][:send_rows], self.reference[name][:send_rows]
+            sent[name] = now - before
+            before[...] = now
+        if not full:
+            self.sent[r] = sent
         return totals, sent, seconds
 
 
@@ -292,25 +318,28 @@ class Steps:
 
 
 class Rounds:
-    """The syncing state between rounds, the last full sync to go back to, and the cost.
+    """The last full sync to go back to, and the cost of the rounds.
 
-    ``seconds``: wall time of the rounds and full syncs; ``train_seconds``: of
-    that, the slowest node's training in each round (the rest is syncing:
+    ``seconds``: wall time of the rounds and full syncs; ``node_seconds``:
+    each node's training in them (the rest of a node's time is syncing:
     moving rows, combining, waiting); ``bytes``: rows sent to and from the nodes.
     """
 
     def __init__(self, mats, p):
-        self.combined = {}
-        self.rows = 0
         self.last_full = None
-        self.seconds = self.train_seconds = 0.0
+        self.seconds = 0.0
+        self.node_seconds = []
         self.bytes = 0
         self.count = 0
         self.mark_full(mats, p)
 
+    @property
+    def sync_share(self):
+        """The share of the time the busiest node did not train."""
+        return 1 - max(self.node_seconds, default=0.0) / max(self.seconds, 1e-9)
+
     def mark_full(self, mats, p):
         import copy
-        self.combined, self.rows = {}, 0
         self.last_full = ({name: np.array(m) for name, m in mats.items()}, copy.deepcopy(p))
 
     def back_to_last_full(self, mats, p):
@@ -319,16 +348,16 @@ class Rounds:
             mats[name][...] = matrix
         for name in saved.__dataclass_fields__:
             setattr(p, name, getattr(saved, name))
-        self.combined, self.rows = {}, 0
 
 
 def train_epochs(session, nodes, mats, p, saver, steps, bar):
     """The Ray version of ``trainer._run_epochs``: rounds of training and syncing.
 
-    ``mats``: the run's working weights (the combined model, updated at full
-    syncs, written by checkpoints and at the end); ``p``: the Progress to advance (``next_chunk`` is the next round
-    of the epoch, ``positions`` each node's next chunk); ``saver``: the
-    run's Checkpointer; ``steps``: the nodes' ``Steps``.
+    ``mats``: the run's working weights (the combined model: every round's
+    combined changes are added, so it is whole at full syncs; written by
+    checkpoints and at the end); ``p``: the Progress to advance
+    (``next_chunk`` is the next round of the epoch, ``positions`` each node's
+    next chunk); ``saver``: the run's Checkpointer; ``steps``: the nodes' ``Steps``.
     """
     from ray.exceptions import RayActorError
     s = session.settings
@@ -348,42 +377,17 @@ def train_epochs(session, nodes, mats, p, saver, steps, bar):
 
 
 def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
-    """One epoch from round ``p.next_chunk``: every node trains its round, rows combined after."""
-    ray, s, sync = nodes.ray, session.settings, session.options.ray_sync
-    vocab = mats["vectors.npy"].shape[0]
+    """One epoch from round ``p.next_chunk``: runs of rounds, each ended by a full sync."""
+    s, sync = session.settings, session.options.ray_sync
     while p.next_chunk < steps.per_epoch:
-        r = p.next_chunk + 1
-        stops = steps.stops(r, p.positions)
-        full = r == steps.per_epoch or r % sync.full_sync_every == 0
-        send = vocab if full else hot_rows_of_round(r, sync, vocab)
+        first = p.next_chunk + 1
+        full = min(steps.per_epoch, -(-first // sync.full_sync_every) * sync.full_sync_every)
         started = time.perf_counter()
-        combined = ray.put(rounds.combined) if rounds.rows else None
-        results = ray.get([a.round.remote(rounds.rows, combined, p.epoch, first, stop, send)
-                           for a, first, stop in zip(nodes.actors, p.positions, stops)])
-        for totals, _, _ in results:
-            p.loss_sum += totals.loss
-            p.loss_terms += totals.terms
-            p.trained_words += totals.trained
-        received = sum(m.nbytes for m in rounds.combined.values()) * nodes.count
-        rounds.combined = {name: _combine(mats[name], [sent[name] for _, sent, _ in results],
-                                          sync.mode) for name in results[0][1]}
-        rounds.bytes += received + sum(m.nbytes for _, sent, _ in results
-                                       for m in sent.values())
-        rounds.rows = send
-        rounds.count += 1
-        rounds.train_seconds += max(seconds for _, _, seconds in results)
-        rounds.seconds += time.perf_counter() - started
-        bar.update(steps.tokens_before(stops) - steps.tokens_before(p.positions))
-        p.positions, p.next_chunk = stops, r
-        bar.set_postfix_str(f"epoch {p.epoch + 1}/{s.epochs} round {r}/{steps.per_epoch} "
-                            f"loss {p.loss_sum / max(p.loss_terms, 1):.4f}", refresh=False)
-        if not full:
-            continue
-        started = time.perf_counter()
+        _train_segment(session, nodes, p, steps, mats, bar, rounds, range(first, full + 1))
         _full_sync(nodes, mats, rounds)
         rounds.bytes += sum(np.asarray(m).nbytes for m in mats.values()) * nodes.count
         rounds.seconds += time.perf_counter() - started
-        epoch_done = r == steps.per_epoch
+        epoch_done = full == steps.per_epoch
         if epoch_done:
             p.epoch_losses.append(p.loss_sum / max(p.loss_terms, 1))
             p.epoch += 1
@@ -396,25 +400,77 @@ def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
             return
 
 
-def _combine(synced, node_rows, mode):
-    """The nodes' first rows combined into ``synced`` (MODELDIR's copy); returns them.
+def _train_segment(session, nodes, p, steps, mats, bar, rounds, numbers):
+    """Rounds ``numbers`` (the last a full one): every node trains each, changes combined.
 
-    ``synced`` holds the rows as of their last sync. "sum": each row moves by
-    the sum of the nodes' changes since then, as a shared row does under
-    Hogwild threads on one machine; "average" (pWord2Vec's): the mean of the
-    nodes' rows, which moves a row by the mean change, as if the learning rate
-    were divided by the number of nodes. Measured on wiki1e8 (5 epochs, 2
-    nodes): averaging lost 7 analogy points against a local run whether it ran
-    every round or once an epoch; summing matched the local run.
+    The driver combines round r's changes while the nodes train on: a node
+    gets them at the start of round r + 1 + ``sync.lag`` (lag 0: the next
+    round, nothing trained in between; lag 1, the default: it has trained
+    round r + 1 meanwhile), and adds the other nodes' changes to its rows, so
+    summed changes add up exactly as with lag 0, one round late. The last
+    round sends every row, and the full sync after it waits for every node.
     """
-    rows = node_rows[0].shape[0]
+    ray, vocab = nodes.ray, mats["vectors.npy"].shape[0]
+    sync, epochs = session.options.ray_sync, session.settings.epochs
+    plan, at = [], p.positions
+    for r in numbers:
+        stops = steps.stops(r, at)
+        send = vocab if r == numbers[-1] else hot_rows_of_round(r, sync, vocab)
+        plan.append((r, at, stops, send))
+        at = stops
+    changes = {}   # round -> its combined changes, until a round's call takes them
+
+    def start(i):
+        r, starts, stops, send = plan[i]
+        applied = r - 1 - sync.lag
+        change = changes.pop(applied, {})
+        ref = ray.put(change)
+        rounds.bytes += sum(m.nbytes for m in change.values()) * nodes.count
+        return [a.round.remote(applied, ref, p.epoch, first, stop, r, send)
+                for a, first, stop in zip(nodes.actors, starts, stops)]
+
+    running = [start(i) for i in range(min(sync.lag + 1, len(plan)))]
+    for i, (r, starts, stops, send) in enumerate(plan):
+        results = ray.get(running.pop(0))
+        for totals, _, _ in results:
+            p.loss_sum += totals.loss
+            p.loss_terms += totals.terms
+            p.trained_words += totals.trained
+        sent = [changed for _, changed, _ in results]
+        rounds.bytes += sum(m.nbytes for changed in sent for m in changed.values())
+        change = {name: _combine(mats[name], [c[name] for c in sent], sync.mode)
+                  for name in sent[0]}
+        if send < vocab:
+            changes[r] = change
+        rounds.count += 1
+        rounds.node_seconds = [a + b for a, b in itertools.zip_longest(
+            rounds.node_seconds, (seconds for _, _, seconds in results), fillvalue=0.0)]
+        if i + sync.lag + 1 < len(plan):
+            running.append(start(i + sync.lag + 1))
+        bar.update(steps.tokens_before(stops) - steps.tokens_before(starts))
+        p.positions, p.next_chunk = stops, r
+        bar.set_postfix_str(f"epoch {p.epoch + 1}/{epochs} round {r}/{steps.per_epoch} "
+                            f"loss {p.loss_sum / max(p.loss_terms, 1):.4f}", refresh=False)
+
+
+def _combine(synced, changes, mode):
+    """The nodes' changes to the first rows, combined and added to ``synced`` (MODELDIR's
+    copy); returns the combined change.
+
+    "sum": a row moves by the sum of the nodes' changes, as a shared row does
+    under Hogwild threads on one machine; "average" (pWord2Vec's): by their
+    mean, as if the learning rate were divided by the number of nodes.
+    Measured on wiki1e8 (5 epochs, 2 nodes): averaging lost 7 analogy points
+    against a local run whether it ran every round or once an epoch; summing
+    matched the local run.
+    """
+    change = changes[0].copy()
+    for other in changes[1:]:
+        change += other
     if mode == "average":
-        combined = np.mean(node_rows, axis=0, dtype=np.float32)
-    else:  # the synced rows plus every node's change since
-        base = np.asarray(synced[:rows])
-        combined = base + np.sum([r - base for r in node_rows], axis=0, dtype=np.float32)
-    synced[:rows] = combined
-    return combined
+        change /= len(changes)
+    synced[:change.shape[0]] += change
+    return change
 
 
 def _full_sync(nodes, mats, rounds):
@@ -470,9 +526,11 @@ def run(session, workdir, words, counts, figures):
                               "sync_mode": sync.mode, "sync_words": sync_words,
                               "hot_rows": sync.hot_rows,
                               "full_sync_every": sync.full_sync_every,
+                              "sync_lag": sync.lag,
                               "rounds_per_epoch": steps.per_epoch,
                               "actor_restarts": nodes.restarts, "rounds": r.count,
-                              "sync_share": round(1 - r.train_seconds / max(r.seconds, 1e-9), 4),
+                              "sync_share": round(r.sync_share, 4),
+                              "node_train_seconds": [round(t, 3) for t in r.node_seconds],
                               "bytes_moved": r.bytes,
                               "bytes_per_second": round(r.bytes / max(r.seconds, 1e-9))}
     finally:

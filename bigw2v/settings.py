@@ -103,3 +103,4 @@ class TrainSettings:
 RAY_HOT_ROWS = 1024          # rows combined after every round
 RAY_SYNC_WORDS = 100_000     # words a node trains between two syncs, per core of the node
 RAY_FULL_SYNC_EVERY = 64     # rounds between two syncs of every row
+RAY_SYNC_LAG = 1             # rounds late a node gets the others' changes (ray_train.py)

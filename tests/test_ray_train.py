@@ -2,6 +2,7 @@
 trains only its slice of the corpus, the combined model is as good as a local one, a killed
 actor and a killed driver (then --resume, from every node's position) still finish."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -44,13 +45,15 @@ def test_hot_rows_double_every_second_round_and_stop_at_the_vocabulary():
     assert hot_rows_of_round(3, SyncSettings(hot_rows=0), 3000) == 0
 
 
-def test_two_nodes_train_as_well_as_one_machine(ray_cluster, planted_workdir, tmp_path):
+@pytest.mark.parametrize("lag", [1, 0])
+def test_two_nodes_train_as_well_as_one_machine(ray_cluster, planted_workdir, tmp_path, lag):
     workdir, topics, _ = planted_workdir
     info = bigw2v.train(workdir, str(tmp_path / "ray"), epochs=4, ray=ray_cluster,
-                        ray_sync=SYNC, **OPTIONS)
+                        ray_sync=dataclasses.replace(SYNC, lag=lag), **OPTIONS)
     local = bigw2v.train(workdir, str(tmp_path / "local"), epochs=4,
                          **{**OPTIONS, "threads": 2})
     assert info["ray"]["nodes"] == 2 and info["ray"]["hot_rows"] == 16
+    assert info["ray"]["sync_lag"] == lag
     assert info["figures"]["chunks"] == pytest.approx(local["figures"]["chunks"], abs=1)
     assert info["figures"]["chunks"] > 20
     # Each node encoded only its slice, about half the corpus; read in order, the

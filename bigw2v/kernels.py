@@ -208,26 +208,59 @@ def _window_update(input_vectors, contexts, n_contexts, out_matrix, out_rows,
                 scores[b, o] = 0.0
             else:
                 scores[b, o] = (label - sig) * alpha
+    # Two rows are added per pass over a gradient, so it is loaded and stored half as
+    # often (sg 1.2x faster at dims 100 and 300). Each element still gets +g0*r0, then
+    # +g1*r1, as with one row a pass: bit-identical results. The scan for the next
+    # non-zero coefficient is written out in all three pair loops: as an inlined helper
+    # (over a column view for the loop below) sg ran 1.2-1.6x slower (measured).
     for b in range(n_contexts):
         grad = input_grad[b]
-        for o in range(n_out):
-            g = scores[b, o]
-            if g != 0.0:
-                row_out = out_matrix[out_rows[o]]
+        o = 0
+        while o < n_out:
+            g0 = scores[b, o]
+            if g0 == 0.0:
+                o += 1
+                continue
+            o1 = o + 1
+            while o1 < n_out and scores[b, o1] == 0.0:
+                o1 += 1
+            r0 = out_matrix[out_rows[o]]
+            if o1 == n_out:
                 for k in range(dim):
-                    grad[k] += g * row_out[k]
+                    grad[k] += g0 * r0[k]
+                break
+            g1 = scores[b, o1]
+            r1 = out_matrix[out_rows[o1]]
+            for k in range(dim):
+                t = grad[k] + g0 * r0[k]
+                grad[k] = t + g1 * r1[k]
+            o = o1 + 1
     # The same step as the loop above with the roles swapped, looped output-major
-    # so that each output row is loaded and stored once per window; left written
+    # so that each output row is loaded and stored once per two inputs; left written
     # out, as the hot loops' shape was measured (a helper for both would have to
     # be inlined to cost nothing: see wordtable.py's notes).
     for o in range(n_out):
         row_out = out_matrix[out_rows[o]]
-        for b in range(n_contexts):
-            g = scores[b, o]
-            if g != 0.0:
-                row_in = input_vectors[contexts[b]]
+        b = 0
+        while b < n_contexts:
+            g0 = scores[b, o]
+            if g0 == 0.0:
+                b += 1
+                continue
+            b1 = b + 1
+            while b1 < n_contexts and scores[b1, o] == 0.0:
+                b1 += 1
+            in0 = input_vectors[contexts[b]]
+            if b1 == n_contexts:
                 for k in range(dim):
-                    row_out[k] += g * row_in[k]
+                    row_out[k] += g0 * in0[k]
+                break
+            g1 = scores[b1, o]
+            in1 = input_vectors[contexts[b1]]
+            for k in range(dim):
+                t = row_out[k] + g0 * in0[k]
+                row_out[k] = t + g1 * in1[k]
+            b = b1 + 1
     return loss, terms
 
 
@@ -266,15 +299,38 @@ def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
         if skip_saturated and (f <= -MAX_EXP or f >= MAX_EXP):
             continue
         coefs[o] = np.float32((label - sig) * alpha)
-    # One pass per output row for both of its updates: it is loaded and stored once.
-    for o in range(n_out):
-        g = coefs[o]
-        if g != 0.0:
-            row_out = out_matrix[out_rows[o]]
+    # One pass over two output rows for both of their updates: each row is loaded and
+    # stored once, the hidden gradient once per two rows, every element updated in the
+    # same order as one row at a time (bit-identical). A repeated row goes alone, its
+    # second gradient read after its first update.
+    o = 0
+    while o < n_out:
+        g0 = coefs[o]
+        if g0 == 0.0:
+            o += 1
+            continue
+        o1 = o + 1
+        while o1 < n_out and coefs[o1] == 0.0:
+            o1 += 1
+        r0 = out_matrix[out_rows[o]]
+        if o1 == n_out or out_rows[o1] == out_rows[o]:
             for k in range(dim):
-                r = row_out[k]
-                hidden_grad[k] += g * r
-                row_out[k] = r + g * hidden[k]
+                r = r0[k]
+                hidden_grad[k] += g0 * r
+                r0[k] = r + g0 * hidden[k]
+            o += 1
+            continue
+        g1 = coefs[o1]
+        r1 = out_matrix[out_rows[o1]]
+        for k in range(dim):
+            a = r0[k]
+            b = r1[k]
+            h = hidden[k]
+            t = hidden_grad[k] + g0 * a
+            hidden_grad[k] = t + g1 * b
+            r0[k] = a + g0 * h
+            r1[k] = b + g1 * h
+        o = o1 + 1
     return loss, terms
 
 

@@ -275,7 +275,7 @@ def _hidden_update(hidden, out_matrix, out_rows, labels, n_out, alpha,
     agree bit for bit unless an output row repeats (a noise word drawn twice).
     Scoring first lets the CPU load all the rows at once and overlap the dot
     products: the C tool's chain (load, score, sigmoid, update, next row) made
-    CBOW at dimension 300 about 1.2x slower (measured: bin/bench-dims).
+    CBOW at dimension 300 about 1.2x slower (kernel alone, 1 thread).
     """
     dim = hidden.shape[0]
     loss = 0.0

@@ -20,6 +20,11 @@ from .settings import (RAY_FULL_SYNC_EVERY, RAY_HOT_ROWS, RAY_SYNC_LAG, RAY_SYNC
 
 EPILOG_EXIT_CODES = exit_codes_text()
 
+# train --ray's options (argparse names) and the ray_train.SyncSettings fields they set.
+RAY_SYNC_OPTIONS = {"nodes": "nodes", "sync_mode": "mode", "sync_words": "sync_words",
+                    "hot_rows": "hot_rows", "full_sync_every": "full_sync_every",
+                    "sync_lag": "lag"}
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, except that a bad option *value* (not a number, out of range, not one
@@ -377,14 +382,8 @@ def cmd_train(args):
     ray_sync = None
     if args.ray is not None:
         from .ray_train import SyncSettings
-        sync = {name: getattr(args, name) for name in ("nodes", "sync_mode", "sync_words",
-                                                       "hot_rows", "full_sync_every",
-                                                       "sync_lag")
-                if getattr(args, name) is not None}
-        if "sync_mode" in sync:
-            sync["mode"] = sync.pop("sync_mode")
-        if "sync_lag" in sync:
-            sync["lag"] = sync.pop("sync_lag")
+        sync = {field: getattr(args, option) for option, field in RAY_SYNC_OPTIONS.items()
+                if getattr(args, option) is not None}
         ray_sync = SyncSettings(**sync)
     info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
                  force=args.force, init_from=args.init_from,

@@ -500,7 +500,8 @@ def train_chunk(chunk, epoch, corpus, tables, weights, params):
                 if negative > 0:
                     _noise_outputs(centre, noise, negative, out_rows, labels)
                     l, t = _hidden_update(hidden, output_vectors, out_rows, labels,
-                                          negative + 1, alpha, False, sigmoid_table, grad, scores[0])
+                                          negative + 1, alpha, False, sigmoid_table, grad,
+                                          scores[0])
                     loss += l
                     terms += t
                 # The C tool adds the undivided error to every context word, even

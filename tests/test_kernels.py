@@ -130,6 +130,24 @@ def test_hidden_update_equals_the_c_tools_order_when_no_row_repeats():
     assert np.abs(snapshot[5] - in_turn[5]).max() > 1e-6  # the repeat is where they differ
 
 
+def test_cbow_context_rows_are_summed_and_updated_two_at_a_time_with_repeats():
+    """The hidden layer sums the first n rows listed (an odd count included), and the
+    update reaches each listed row once per listing: a row listed twice in a pair, twice."""
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(6, 7)).astype(np.float32)
+    rows = np.array([3, 3, 1, 4, 0, 5], dtype=np.int64)  # the 6th is past n_rows
+    total = np.full(7, 99.0, dtype=np.float32)  # overwritten, not added to
+    kernels._sum_rows(matrix, rows, 5, total)
+    np.testing.assert_allclose(total, matrix[rows[:5]].sum(axis=0), rtol=1e-6)
+    change = rng.normal(size=7).astype(np.float32)
+    expected = matrix.astype(np.float64).copy()
+    for r in rows[:5]:
+        expected[r] += change
+    kernels._add_to_rows(matrix, rows, 5, change)
+    np.testing.assert_allclose(matrix, expected, rtol=1e-6, atol=1e-6)
+    assert np.array_equal(matrix[[2, 5]], expected[[2, 5]].astype(np.float32))  # untouched
+
+
 def small_problem(vocab=50, dim=16, n_tokens=20000, sentence=100, chunk=20, seed=0):
     rng = np.random.default_rng(seed)
     counts = np.sort(rng.integers(5, 1000, vocab))[::-1].astype(np.int64)

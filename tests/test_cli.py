@@ -172,3 +172,20 @@ def test_unwritable_output_is_reported(trained, tmp_path):
 def test_loading_something_that_is_not_a_model(tmp_path):
     r = run("similar", tmp_path, "word")
     assert r.returncode == 66 and "not a bigw2v model" in r.stderr
+
+
+def test_the_command_keeps_numba_from_importing_scipy_linear_algebra():
+    """cli.run marks scipy.linalg.cython_blas missing before Numba starts (0.1 s of
+    start-up); Numba still loads and runs a compiled kernel."""
+    pytest.importorskip("scipy.linalg")
+    script = ("import sys\n"
+              "from bigw2v import cli\n"
+              "cli._skip_numba_blas_probe()\n"
+              "from bigw2v.wordtable import WordTable\n"
+              "table = WordTable.from_words(['a', 'b'], None)\n"
+              "import numpy as np\n"
+              "ids, _ = table.encode_block(np.frombuffer(b'b a c b', np.uint8))\n"
+              "print(ids.tolist(), 'scipy.linalg' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["[1,", "0,", "1]", "False"]

@@ -47,7 +47,6 @@ finishes.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 import shutil
@@ -253,9 +252,13 @@ class Nodes:
         """Every node's ``NodeTrainer.plan``, once each has encoded its slice."""
         return self.ray.get([a.plan.remote() for a in self.actors])
 
-    def broadcast(self, mats):
-        ref = self.ray.put({name: np.asarray(m) for name, m in mats.items()})
-        self.ray.get([a.set_weights.remote(ref) for a in self.actors])
+    def broadcast(self, weights):
+        """Every node starts again from ``weights`` (matrices by name, or the object-store
+        reference a broadcast returned); returns that reference."""
+        if not isinstance(weights, self.ray.ObjectRef):
+            weights = self.ray.put({name: np.asarray(m) for name, m in weights.items()})
+        self.ray.get([a.set_weights.remote(weights) for a in self.actors])
+        return weights
 
     def restart_dead(self):
         """Start the actors that died again; returns their indices."""
@@ -325,26 +328,28 @@ class Rounds:
     moving rows, combining, waiting); ``bytes``: rows sent to and from the nodes.
     """
 
-    def __init__(self, mats, p):
+    def __init__(self, sent, p, node_count):
         self.last_full = None
         self.seconds = 0.0
-        self.node_seconds = []
+        self.node_seconds = [0.0] * node_count
         self.bytes = 0
         self.count = 0
-        self.mark_full(mats, p)
+        self.mark_full(sent, p)
 
     @property
     def sync_share(self):
         """The share of the time the busiest node did not train."""
         return 1 - max(self.node_seconds, default=0.0) / max(self.seconds, 1e-9)
 
-    def mark_full(self, mats, p):
+    def mark_full(self, sent, p):
+        """Remember the full sync's weights (``sent``: the object-store copy broadcast to
+        the nodes, kept instead of a copy in the driver's memory) and position."""
         import copy
-        self.last_full = ({name: np.array(m) for name, m in mats.items()}, copy.deepcopy(p))
+        self.last_full = (sent, copy.deepcopy(p))
 
-    def back_to_last_full(self, mats, p):
-        weights, saved = self.last_full
-        for name, matrix in weights.items():
+    def back_to_last_full(self, ray, mats, p):
+        sent, saved = self.last_full
+        for name, matrix in ray.get(sent).items():
             mats[name][...] = matrix
         for name in saved.__dataclass_fields__:
             setattr(p, name, getattr(saved, name))
@@ -361,8 +366,7 @@ def train_epochs(session, nodes, mats, p, saver, steps, bar):
     """
     from ray.exceptions import RayActorError
     s = session.settings
-    rounds = nodes.rounds = Rounds(mats, p)
-    nodes.broadcast(mats)
+    rounds = nodes.rounds = Rounds(nodes.broadcast(mats), p, nodes.count)
     while p.epoch < s.epochs:
         try:
             _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds)
@@ -372,8 +376,8 @@ def train_epochs(session, nodes, mats, p, saver, steps, bar):
             log.warning("a Ray actor died (%s): node(s) %s started again; every node goes "
                         "back to the last full sync (epoch %d, round %d)",
                         str(exc).splitlines()[0], dead, saved.epoch + 1, saved.next_chunk)
-            rounds.back_to_last_full(mats, p)
-            nodes.broadcast(mats)
+            rounds.back_to_last_full(nodes.ray, mats, p)
+            nodes.broadcast(rounds.last_full[0])
 
 
 def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
@@ -384,7 +388,8 @@ def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
         full = min(steps.per_epoch, -(-first // sync.full_sync_every) * sync.full_sync_every)
         started = time.perf_counter()
         _train_segment(session, nodes, p, steps, mats, bar, rounds, range(first, full + 1))
-        _full_sync(nodes, mats, rounds)
+        # Every node starts again from the combined model (_combine wrote it into mats).
+        sent = nodes.broadcast(mats)
         rounds.bytes += sum(np.asarray(m).nbytes for m in mats.values()) * nodes.count
         rounds.seconds += time.perf_counter() - started
         epoch_done = full == steps.per_epoch
@@ -393,7 +398,7 @@ def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
             p.epoch += 1
             p.next_chunk, p.positions = 0, [0] * nodes.count
             p.loss_sum, p.loss_terms = 0.0, 0
-        rounds.mark_full(mats, p)
+        rounds.mark_full(sent, p)
         if p.epoch < s.epochs and saver.due(saver.every or 0):
             saver.save()
         if epoch_done:
@@ -443,8 +448,8 @@ def _train_segment(session, nodes, p, steps, mats, bar, rounds, numbers):
         if send < vocab:
             changes[r] = change
         rounds.count += 1
-        rounds.node_seconds = [a + b for a, b in itertools.zip_longest(
-            rounds.node_seconds, (seconds for _, _, seconds in results), fillvalue=0.0)]
+        for k, (_, _, seconds) in enumerate(results):
+            rounds.node_seconds[k] += seconds
         if i + sync.lag + 1 < len(plan):
             running.append(start(i + sync.lag + 1))
         bar.update(steps.tokens_before(stops) - steps.tokens_before(starts))
@@ -471,11 +476,6 @@ def _combine(synced, changes, mode):
         change /= len(changes)
     synced[:change.shape[0]] += change
     return change
-
-
-def _full_sync(nodes, mats, rounds):
-    """Every node starts again from the combined model (``_combine`` wrote it into MODELDIR)."""
-    nodes.broadcast(mats)
 
 
 def run(session, workdir, words, counts, figures):

@@ -4,6 +4,7 @@ Exit codes: ``errors.EXIT_CODES`` (also in every command's --help).
 """
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -347,12 +348,36 @@ def _human(n):
     return str(n)
 
 
+@contextlib.contextmanager
+def _stray_output_to_stderr(active):
+    """While ``active``, whatever is written to file descriptor 1 goes to stderr.
+
+    Ray's processes (raylets started for a local cluster, the core worker's
+    C++ threads) can write to the standard output they inherit; stdout
+    carries only the command's result (``--json``), so during the Ray work
+    descriptor 1 points at stderr, and processes started then keep it so.
+    """
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def cmd_count(args):
     from .counter import count
-    manifest = count(args.corpus, args.output, min_count=args.min_count,
-                     threads=args.threads, progress=not args.quiet,
-                     preflight=not args.no_preflight, text_column=args.text_column,
-                     text_field=args.text_field, ray=args.ray, normalize=args.normalize)
+    with _stray_output_to_stderr(args.ray is not None):
+        manifest = count(args.corpus, args.output, min_count=args.min_count,
+                         threads=args.threads, progress=not args.quiet,
+                         preflight=not args.no_preflight, text_column=args.text_column,
+                         text_field=args.text_field, ray=args.ray, normalize=args.normalize)
     if args.json:
         print(json.dumps(manifest, indent=1))
     t = manifest["totals"]
@@ -385,10 +410,11 @@ def cmd_train(args):
         sync = {field: getattr(args, option) for option, field in RAY_SYNC_OPTIONS.items()
                 if getattr(args, option) is not None}
         ray_sync = SyncSettings(**sync)
-    info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
-                 force=args.force, init_from=args.init_from,
-                 checkpoint_every=args.checkpoint_every, preflight=not args.no_preflight,
-                 ray=args.ray, ray_sync=ray_sync, **given)
+    with _stray_output_to_stderr(args.ray is not None):
+        info = train(args.workdir, args.output, progress=not args.quiet, resume=args.resume,
+                     force=args.force, init_from=args.init_from,
+                     checkpoint_every=args.checkpoint_every, preflight=not args.no_preflight,
+                     ray=args.ray, ray_sync=ray_sync, **given)
     f, s = info["figures"], info["settings"]
     if args.json:
         print(json.dumps(info, indent=1))

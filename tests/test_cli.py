@@ -189,3 +189,18 @@ def test_the_command_keeps_numba_from_importing_scipy_linear_algebra():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["[1,", "0,", "1]", "False"]
+
+
+def test_output_written_during_ray_work_goes_to_stderr_not_into_the_json():
+    """With --ray, stdout carries only the result: writes to descriptor 1 meanwhile, the
+    process's own or a child's (as a raylet's), land on stderr."""
+    script = ("import json, os, subprocess, sys\n"
+              "from bigw2v import cli\n"
+              "with cli._stray_output_to_stderr(True):\n"
+              "    os.write(1, b'stray from the driver\\n')\n"
+              "    subprocess.run([sys.executable, '-c', 'print(\"from a child\")'], check=True)\n"
+              "print(json.dumps({'result': 1}))\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       check=True)
+    assert json.loads(r.stdout) == {"result": 1}
+    assert "stray from the driver" in r.stderr and "from a child" in r.stderr

@@ -252,13 +252,15 @@ class Nodes:
         """Every node's ``NodeTrainer.plan``, once each has encoded its slice."""
         return self.ray.get([a.plan.remote() for a in self.actors])
 
-    def broadcast(self, weights):
-        """Every node starts again from ``weights`` (matrices by name, or the object-store
-        reference a broadcast returned); returns that reference."""
-        if not isinstance(weights, self.ray.ObjectRef):
-            weights = self.ray.put({name: np.asarray(m) for name, m in weights.items()})
-        self.ray.get([a.set_weights.remote(weights) for a in self.actors])
-        return weights
+    def broadcast(self, mats):
+        """Every node starts again from ``mats``; returns their object-store copy."""
+        sent = self.ray.put({name: np.asarray(m) for name, m in mats.items()})
+        self.send_weights(sent)
+        return sent
+
+    def send_weights(self, sent):
+        """Every node starts again from ``sent``, weights already in the object store."""
+        self.ray.get([a.set_weights.remote(sent) for a in self.actors])
 
     def restart_dead(self):
         """Start the actors that died again; returns their indices."""
@@ -348,11 +350,13 @@ class Rounds:
         self.last_full = (sent, copy.deepcopy(p))
 
     def back_to_last_full(self, ray, mats, p):
+        """Put ``mats`` and ``p`` back to the last full sync; returns its weights as sent."""
         sent, saved = self.last_full
         for name, matrix in ray.get(sent).items():
             mats[name][...] = matrix
         for name in saved.__dataclass_fields__:
             setattr(p, name, getattr(saved, name))
+        return sent
 
 
 def train_epochs(session, nodes, mats, p, saver, steps, bar):
@@ -376,8 +380,7 @@ def train_epochs(session, nodes, mats, p, saver, steps, bar):
             log.warning("a Ray actor died (%s): node(s) %s started again; every node goes "
                         "back to the last full sync (epoch %d, round %d)",
                         str(exc).splitlines()[0], dead, saved.epoch + 1, saved.next_chunk)
-            rounds.back_to_last_full(nodes.ray, mats, p)
-            nodes.broadcast(rounds.last_full[0])
+            nodes.send_weights(rounds.back_to_last_full(nodes.ray, mats, p))
 
 
 def _train_epoch(session, nodes, p, steps, mats, saver, bar, rounds):
